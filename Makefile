@@ -1,0 +1,72 @@
+# courier — build, test and maintenance targets. Run `make help` for a list.
+
+GO        ?= go
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+
+# Code generators and tools, pinned. `make proto` installs the plugins into
+# .bin so that they never depend on what happens to be on PATH.
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+PROTOC_GEN_VTPROTO := github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@v0.6.1-0.20240319094008-0393e58bdf10
+STATICCHECK        := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+BIN := $(CURDIR)/.bin
+PROTO_DIR := proto/courier/v1
+PROTO_PKG := github.com/courier-go/courier/$(PROTO_DIR)
+# vtproto features: the hot path needs marshal, size and the aliasing
+# unmarshal; pooling is enabled for the messages a decoder reuses per frame.
+VTPROTO_OPTS := features=marshal+unmarshal+unmarshal_unsafe+size+equal+clone+pool,pool=$(PROTO_PKG).Batch,pool=$(PROTO_PKG).Envelope,pool=$(PROTO_PKG).Header
+
+.PHONY: help test bench fuzz proto check-proto lint cover demo
+
+help:
+	@echo "make test         gofmt check, go vet, go test -race ./..."
+	@echo "make bench        every benchmark once (BENCHTIME=$(BENCHTIME))"
+	@echo "make fuzz         every fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make proto        regenerate proto/ code"
+	@echo "make check-proto  regenerate, then fail if anything changed"
+	@echo "make lint         staticcheck"
+	@echo "make cover        coverage profile and summary"
+
+test:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) ./...
+
+# Each fuzz target runs on its own: go test accepts one -fuzz pattern per
+# package and run.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./fuzz/... 2>/dev/null); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+$(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-go-vtproto:
+	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_VTPROTO)
+
+proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-go-vtproto
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	PATH="$(BIN):$$PATH" protoc -I proto \
+	  --go_out=. --go_opt=module=github.com/courier-go/courier \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/courier-go/courier \
+	  --go-vtproto_out=. --go-vtproto_opt=module=github.com/courier-go/courier,$(VTPROTO_OPTS) \
+	  $(PROTO_DIR)/courier.proto
+
+check-proto: proto
+	@git diff --exit-code -- proto || { echo "generated code is stale: run make proto and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files"; exit 1; }
+
+lint:
+	$(GO) run $(STATICCHECK) ./...
+
+cover:
+	$(GO) test -count=1 -coverprofile=cover.out ./...
+	$(GO) tool cover -func=cover.out | tail -1

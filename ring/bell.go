@@ -1,0 +1,76 @@
+package ring
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+)
+
+// Bell lets one consumer sleep until a producer has something for it. A ring
+// rings its bell after every push, but ringing costs one atomic load unless
+// the consumer is parked: only the first push after the consumer parked
+// touches the channel. Several rings may share one bell (WithBell) so that a
+// consumer of several rings parks once for all of them.
+//
+// Ring is safe for any number of goroutines; Wait is for the one consumer.
+type Bell struct {
+	_      pad
+	parked atomic.Uint32 // 1 while the consumer is parked or about to park
+	_      pad
+	wake   chan struct{} // capacity 1: a pending wake-up is never lost
+}
+
+// spinRounds is how many times a consumer in Wait, and a producer in Push
+// that found the ring full, yield the processor before they park. A yield
+// costs a fraction of a microsecond; a park and the wake-up that ends it cost
+// an OS thread's sleep and wake, which on a busy virtual machine can take
+// tens of microseconds.
+var spinRounds = 16 // a variable so that tests can exercise parking alone
+
+// NewBell returns a bell with no consumer parked.
+func NewBell() *Bell {
+	return &Bell{wake: make(chan struct{}, 1)}
+}
+
+// Ring wakes the consumer if it is parked. The caller must have published
+// what the consumer is to find before it rings.
+func (b *Bell) Ring() {
+	if b.parked.Load() != 0 && b.parked.Swap(0) != 0 {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Wait parks the consumer until ready reports true, a producer rings, or ctx
+// ends; it returns ctx.Err() in the last case and nil otherwise. A nil return
+// is a hint, not a promise: the caller re-checks its rings and may wait again.
+//
+// Wait announces that it is parking before it calls ready, and producers
+// publish before they ring, so a push that ready misses is bound to see the
+// announcement and ring: no wake-up is lost.
+func (b *Bell) Wait(ctx context.Context, ready func() bool) error {
+	// Parking and waking a goroutine costs an OS thread sleep and wake-up
+	// when the other side runs on another core: microseconds, far more than
+	// a value takes to arrive when producers are busy. So look a few times,
+	// yielding the processor to any producer queued on it, before parking.
+	for i := 0; i < spinRounds; i++ {
+		if ready() {
+			return nil
+		}
+		runtime.Gosched()
+	}
+	b.parked.Store(1)
+	if ready() {
+		b.parked.Store(0)
+		return nil
+	}
+	select {
+	case <-b.wake:
+		return nil
+	case <-ctx.Done():
+		b.parked.Store(0)
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,33 @@
+// Package ring is the first stage of courier's pipeline: a bounded,
+// lock-free, multi-producer single-consumer queue of values.
+//
+// A Ring holds a fixed number of slots, a power of two chosen at
+// construction. Any number of goroutines may push; exactly one goroutine,
+// the consumer, may call Drain, Wait and Ready. Len, Cap and Close are safe
+// from any goroutine.
+//
+// # Invariants
+//
+//   - Values are copied into a slot by TryPush and copied out by Drain, which
+//     clears the slot, so the ring never keeps a drained value alive.
+//   - Values pushed by one goroutine are drained in the order it pushed them.
+//   - Neither TryPush nor Drain takes a lock, touches a channel or
+//     allocates. Producers never spin on a slot: a push either claims a free
+//     position with one compare-and-swap on the tail or reports ErrFull.
+//   - The consumer wakes once per batch, not once per value: a producer rings
+//     the Bell only when the consumer has announced that it is parking on an
+//     empty ring, which is the empty → non-empty transition the consumer can
+//     observe.
+//   - After Close no push succeeds, and the consumer can still drain every
+//     value whose push succeeded; Drained reports when it has.
+//
+// # Layout
+//
+// The producers' tail, the consumer's head, the Bell's parking flag and the
+// blocked-producer gate each sit on their own cache line, so the hot counters
+// of one side never invalidate the other side's line. A slot carries a
+// sequence number that its producer stores after writing the value; the
+// consumer reads it to know the slot is ready. Producers learn how much room
+// is left from the consumer's head, which the consumer stores once per
+// Drain, not once per value.
+package ring

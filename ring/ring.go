@@ -1,0 +1,291 @@
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Errors returned by the ring. Compare with errors.Is.
+var (
+	// ErrFull is returned by TryPush when every slot holds a value the
+	// consumer has not drained yet.
+	ErrFull = errors.New("ring: full")
+	// ErrClosed is returned by pushes after Close, and by Wait once the ring
+	// is closed and every accepted value has been drained.
+	ErrClosed = errors.New("ring: closed")
+	// ErrCapacity is returned by New for a capacity that is not a power of
+	// two between MinCapacity and MaxCapacity.
+	ErrCapacity = errors.New("ring: capacity must be a power of two")
+)
+
+// Capacity bounds accepted by New.
+const (
+	MinCapacity = 2
+	MaxCapacity = 1 << 30
+)
+
+// closedBit marks the tail word once the ring is closed. Positions count
+// pushes and never reach it.
+const closedBit = uint64(1) << 63
+
+// pad keeps what follows it off the cache line of what precedes it. 128
+// bytes, because x86's adjacent-line prefetcher pulls lines in pairs.
+type pad [128]byte
+
+type slot[T any] struct {
+	// seq is pos+1 once the producer that claimed position pos has written
+	// val. Any other value means the slot is not ready for the consumer.
+	seq atomic.Uint64
+	val T
+}
+
+// Ring is a bounded lock-free multi-producer single-consumer queue. Create it
+// with New. See the package documentation for the concurrency contract.
+type Ring[T any] struct {
+	// Read-only after New.
+	slots []slot[T]
+	mask  uint64
+	bell  *Bell
+	_     pad
+
+	// tail is the next position to claim, with closedBit once closed.
+	// Written by producers with compare-and-swap.
+	tail atomic.Uint64
+	_    pad
+
+	// head is the next position to drain. Written only by the consumer,
+	// once per Drain; producers read it to see how much room is left.
+	head atomic.Uint64
+	_    pad
+
+	gate gate
+}
+
+// Option configures a Ring in New.
+type Option interface{ apply(*options) }
+
+type options struct{ bell *Bell }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithBell makes the ring ring b instead of a bell of its own, so that one
+// consumer can park on several rings at once (see Bell.Wait). Default: each
+// ring has its own bell.
+func WithBell(b *Bell) Option {
+	return optionFunc(func(o *options) { o.bell = b })
+}
+
+// New returns an empty ring with room for capacity values. capacity must be
+// a power of two in [MinCapacity, MaxCapacity]; otherwise New returns an
+// error that wraps ErrCapacity.
+func New[T any](capacity int, opts ...Option) (*Ring[T], error) {
+	if capacity < MinCapacity || capacity > MaxCapacity || capacity&(capacity-1) != 0 {
+		return nil, fmt.Errorf("%w in [%d, %d], got %d", ErrCapacity, MinCapacity, MaxCapacity, capacity)
+	}
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if o.bell == nil {
+		o.bell = NewBell()
+	}
+	r := &Ring[T]{
+		slots: make([]slot[T], capacity),
+		mask:  uint64(capacity - 1),
+		bell:  o.bell,
+	}
+	// Slot i has seq i: not ready for position i yet (ready means i+1).
+	for i := range r.slots {
+		r.slots[i].seq.Store(uint64(i))
+	}
+	return r, nil
+}
+
+// TryPush copies v into the ring. It returns ErrFull when there is no free
+// slot and ErrClosed after Close; it never blocks. Safe for concurrent use.
+func (r *Ring[T]) TryPush(v T) error {
+	for {
+		t := r.tail.Load()
+		if t&closedBit != 0 {
+			return ErrClosed
+		}
+		// Every position below head has been drained and its slot cleared,
+		// so position t is free as long as it is less than a lap ahead.
+		if t-r.head.Load() >= uint64(len(r.slots)) {
+			return ErrFull
+		}
+		if r.tail.CompareAndSwap(t, t+1) {
+			s := &r.slots[t&r.mask]
+			s.val = v
+			s.seq.Store(t + 1)
+			r.bell.Ring()
+			return nil
+		}
+	}
+}
+
+// Push copies v into the ring, waiting while it is full. It returns
+// ErrClosed if the ring is closed before v is accepted and ctx.Err() if ctx
+// ends first. Waiting is the slow path: a producer that finds the ring full
+// parks until the consumer drains, and the consumer wakes all such producers
+// once per Drain. Safe for concurrent use.
+func (r *Ring[T]) Push(ctx context.Context, v T) error {
+	if err := r.TryPush(v); err != ErrFull {
+		return err
+	}
+	// The consumer is usually about to drain: yield to it a few times
+	// before paying for a park and a wake-up.
+	for i := 0; i < spinRounds; i++ {
+		runtime.Gosched()
+		if err := r.TryPush(v); err != ErrFull {
+			return err
+		}
+	}
+	for {
+		wake := r.gate.arm()
+		// Armed before the retry: a Drain that frees a slot after this
+		// TryPush fails is bound to see the waiter and open the gate.
+		err := r.TryPush(v)
+		if err != ErrFull {
+			r.gate.disarm()
+			return err
+		}
+		select {
+		case <-wake:
+			r.gate.disarm()
+		case <-ctx.Done():
+			r.gate.disarm()
+			return ctx.Err()
+		}
+	}
+}
+
+// Drain moves up to len(dst) values, oldest first, into dst and returns how
+// many it moved. It stops early at a slot whose producer has claimed it but
+// not yet finished writing it. Consumer only.
+func (r *Ring[T]) Drain(dst []T) int {
+	var zero T
+	h := r.head.Load()
+	n := 0
+	for n < len(dst) {
+		s := &r.slots[h&r.mask]
+		if s.seq.Load() != h+1 {
+			break
+		}
+		dst[n] = s.val
+		s.val = zero
+		h++
+		n++
+	}
+	if n > 0 {
+		r.head.Store(h)
+		if r.gate.waiting.Load() > 0 {
+			r.gate.open()
+		}
+	}
+	return n
+}
+
+// Ready reports whether Drain would return at least one value. Consumer
+// only.
+func (r *Ring[T]) Ready() bool {
+	h := r.head.Load()
+	return r.slots[h&r.mask].seq.Load() == h+1
+}
+
+// Wait parks the consumer until the ring has a value to drain, the ring is
+// closed and drained, or ctx ends. It returns nil when there may be values
+// to drain (it can return spuriously with none), ErrClosed once Drained
+// holds, and ctx.Err() if ctx ends first. Consumer only.
+func (r *Ring[T]) Wait(ctx context.Context) error {
+	for {
+		if r.Drained() {
+			return ErrClosed
+		}
+		if err := r.bell.Wait(ctx, r.readyOrClosed); err != nil {
+			return err
+		}
+		if !r.Drained() {
+			return nil
+		}
+	}
+}
+
+func (r *Ring[T]) readyOrClosed() bool {
+	return r.Ready() || r.tail.Load()&closedBit != 0
+}
+
+// Close makes every later push fail with ErrClosed, wakes a parked consumer
+// and releases producers blocked in Push. Values already accepted stay in the
+// ring for the consumer to drain. Close is idempotent and safe from any
+// goroutine.
+func (r *Ring[T]) Close() {
+	if r.tail.Or(closedBit)&closedBit != 0 {
+		return
+	}
+	r.bell.Ring()
+	r.gate.open()
+}
+
+// Closed reports whether Close has been called.
+func (r *Ring[T]) Closed() bool { return r.tail.Load()&closedBit != 0 }
+
+// Drained reports whether the ring is closed and the consumer has drained
+// every value that was accepted before Close. Consumer only.
+func (r *Ring[T]) Drained() bool {
+	t := r.tail.Load()
+	return t&closedBit != 0 && r.head.Load() == t&^closedBit
+}
+
+// Len returns the number of values accepted and not yet drained, including
+// values whose producers are still writing them. Safe from any goroutine; the
+// answer may be stale by the time it is used.
+func (r *Ring[T]) Len() int {
+	h := r.head.Load()
+	t := r.tail.Load() &^ closedBit
+	if t < h { // tail read after a concurrent Drain moved head past it
+		return 0
+	}
+	return int(t - h)
+}
+
+// Cap returns the ring's capacity.
+func (r *Ring[T]) Cap() int { return len(r.slots) }
+
+// gate parks producers that found the ring full. It is the slow path, so it
+// may lock: only producers that are about to park and a consumer that sees
+// one waiting touch the mutex.
+type gate struct {
+	waiting atomic.Int32
+	_       pad
+	mu      sync.Mutex
+	ch      chan struct{} // closed to wake every waiter; nil when nobody waits
+}
+
+func (g *gate) arm() <-chan struct{} {
+	g.mu.Lock()
+	g.waiting.Add(1)
+	if g.ch == nil {
+		g.ch = make(chan struct{})
+	}
+	ch := g.ch
+	g.mu.Unlock()
+	return ch
+}
+
+func (g *gate) disarm() { g.waiting.Add(-1) }
+
+func (g *gate) open() {
+	g.mu.Lock()
+	if g.ch != nil {
+		close(g.ch)
+		g.ch = nil
+	}
+	g.mu.Unlock()
+}

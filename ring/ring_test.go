@@ -1,0 +1,407 @@
+package ring
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func mustNew[T any](t testing.TB, capacity int, opts ...Option) *Ring[T] {
+	t.Helper()
+	r, err := New[T](capacity, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestNewCapacity(t *testing.T) {
+	for _, c := range []int{-4, 0, 1, 3, 6, 1000, MaxCapacity + 1, MaxCapacity * 2} {
+		if _, err := New[int](c); !errors.Is(err, ErrCapacity) {
+			t.Errorf("New(%d) error = %v, want ErrCapacity", c, err)
+		}
+	}
+	for _, c := range []int{MinCapacity, 4, 1024} {
+		r, err := New[int](c)
+		if err != nil {
+			t.Fatalf("New(%d): %v", c, err)
+		}
+		if r.Cap() != c || r.Len() != 0 {
+			t.Errorf("New(%d): Cap %d Len %d", c, r.Cap(), r.Len())
+		}
+	}
+}
+
+func TestFullAndEmptyEdges(t *testing.T) {
+	r := mustNew[int](t, 8)
+	buf := make([]int, 16)
+	if n := r.Drain(buf); n != 0 || r.Ready() {
+		t.Fatalf("empty ring drained %d, ready %v", n, r.Ready())
+	}
+	// Several laps, so the wrap-around of positions is exercised.
+	next, want := 0, 0
+	for lap := 0; lap < 5; lap++ {
+		for i := 0; i < 8; i++ {
+			if err := r.TryPush(next); err != nil {
+				t.Fatalf("lap %d push %d: %v", lap, i, err)
+			}
+			next++
+		}
+		if err := r.TryPush(-1); !errors.Is(err, ErrFull) {
+			t.Fatalf("push into full ring: %v, want ErrFull", err)
+		}
+		if r.Len() != 8 || !r.Ready() {
+			t.Fatalf("full ring: Len %d Ready %v", r.Len(), r.Ready())
+		}
+		// Drain in two uneven parts.
+		n := r.Drain(buf[:3])
+		n += r.Drain(buf[3:])
+		if n != 8 {
+			t.Fatalf("drained %d, want 8", n)
+		}
+		for _, v := range buf[:n] {
+			if v != want {
+				t.Fatalf("drained %d, want %d", v, want)
+			}
+			want++
+		}
+		if r.Len() != 0 || r.Ready() {
+			t.Fatalf("drained ring: Len %d Ready %v", r.Len(), r.Ready())
+		}
+	}
+}
+
+func TestDrainClearsSlots(t *testing.T) {
+	r := mustNew[*int](t, 4)
+	for i := 0; i < 3; i++ {
+		v := i
+		if err := r.TryPush(&v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]*int, 4)
+	if n := r.Drain(buf); n != 3 {
+		t.Fatalf("drained %d", n)
+	}
+	for i := range r.slots {
+		if r.slots[i].val != nil {
+			t.Errorf("slot %d still holds %v after Drain", i, r.slots[i].val)
+		}
+	}
+}
+
+// TestManyProducers checks that every value arrives exactly once and in
+// per-producer order.
+func TestManyProducers(t *testing.T) {
+	const producers, perProducer = 16, 20000
+	r := mustNew[uint64](t, 64)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func(p uint64) {
+			defer wg.Done()
+			for i := uint64(0); i < perProducer; i++ {
+				v := p<<32 | i
+				if i%2 == 0 {
+					if err := r.Push(ctx, v); err != nil {
+						t.Errorf("Push: %v", err)
+						return
+					}
+					continue
+				}
+				for {
+					err := r.TryPush(v)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, ErrFull) {
+						t.Errorf("TryPush: %v", err)
+						return
+					}
+					if ctx.Err() != nil {
+						t.Errorf("TryPush: %v", ctx.Err())
+						return
+					}
+					runtime.Gosched()
+				}
+			}
+		}(uint64(p))
+	}
+	go func() { wg.Wait(); r.Close() }()
+
+	next := make([]uint64, producers)
+	buf := make([]uint64, 17) // odd size: batches end mid-lap
+	total := 0
+	for {
+		n := r.Drain(buf)
+		for _, v := range buf[:n] {
+			p, i := v>>32, v&0xffffffff
+			if i != next[p] {
+				t.Fatalf("producer %d: got item %d, want %d", p, i, next[p])
+			}
+			next[p]++
+		}
+		total += n
+		if n > 0 {
+			continue
+		}
+		if err := r.Wait(ctx); errors.Is(err, ErrClosed) {
+			break
+		} else if err != nil {
+			t.Fatalf("Wait: %v after %d items", err, total)
+		}
+	}
+	if total != producers*perProducer {
+		t.Fatalf("received %d items, want %d", total, producers*perProducer)
+	}
+}
+
+// TestCloseWhileActive closes the ring under producers and a consumer and
+// checks that every accepted value is drained and every other is refused.
+func TestCloseWhileActive(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		r := mustNew[int](t, 16)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var accepted atomic.Int64
+		var wg sync.WaitGroup
+		for p := 0; p < 8; p++ {
+			wg.Add(1)
+			go func(p int) {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					var err error
+					if p%2 == 0 {
+						err = r.Push(ctx, i)
+					} else {
+						err = r.TryPush(i)
+					}
+					switch {
+					case err == nil:
+						accepted.Add(1)
+					case errors.Is(err, ErrClosed):
+						return
+					case errors.Is(err, ErrFull):
+						runtime.Gosched()
+					default:
+						t.Errorf("push: %v", err)
+						return
+					}
+				}
+			}(p)
+		}
+		time.AfterFunc(time.Millisecond, r.Close)
+
+		buf := make([]int, 8)
+		drained := 0
+		for {
+			drained += r.Drain(buf)
+			err := r.Wait(ctx)
+			if errors.Is(err, ErrClosed) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("Wait: %v", err)
+			}
+		}
+		wg.Wait()
+		cancel()
+		if got := accepted.Load(); int64(drained) != got {
+			t.Fatalf("round %d: drained %d, accepted %d", round, drained, got)
+		}
+		if err := r.TryPush(1); !errors.Is(err, ErrClosed) {
+			t.Fatalf("push after close: %v", err)
+		}
+		if !r.Drained() || r.Len() != 0 {
+			t.Fatalf("after close: Drained %v Len %d", r.Drained(), r.Len())
+		}
+	}
+}
+
+// TestNoLostWakeup bounces a value between a consumer that parks in Wait
+// whenever its ring is empty and a partner that busy-polls its own ring and
+// answers after a random few nanoseconds, so that answers land at every
+// point of the consumer's way into parking. A wake-up lost anywhere on that
+// way leaves the consumer asleep for good, and the deadline fails the test.
+func TestNoLostWakeup(t *testing.T) {
+	budget := 3 * time.Second
+	if testing.Short() {
+		budget = 500 * time.Millisecond
+	}
+	// Without the yields before parking, every empty Wait parks: the
+	// protocol under test is all that wakes the consumer.
+	defer func(n int) { spinRounds = n }(spinRounds)
+	spinRounds = 0
+
+	toWaiter, toPoller := mustNew[int](t, 2), mustNew[int](t, 2)
+	// A round takes microseconds; one that takes this long is a consumer
+	// that nothing will ever wake.
+	ctx, cancel := context.WithTimeout(context.Background(), budget+10*time.Second)
+	defer cancel()
+
+	pollerDone := make(chan error, 1)
+	go func() {
+		buf := make([]int, 1)
+		for {
+			for !toPoller.Ready() {
+				if toPoller.Drained() {
+					pollerDone <- nil
+					return
+				}
+				if ctx.Err() != nil {
+					pollerDone <- ctx.Err()
+					return
+				}
+			}
+			toPoller.Drain(buf)
+			if err := toWaiter.TryPush(buf[0] + 1); err != nil {
+				pollerDone <- err
+				return
+			}
+		}
+	}()
+
+	buf := make([]int, 1)
+	rng := uint32(1)
+	var err error
+	rounds := 0
+	for start := time.Now(); time.Since(start) < budget && err == nil; rounds++ {
+		if err = toPoller.TryPush(rounds); err != nil {
+			break
+		}
+		// Start parking at a different moment each round, so the answer
+		// lands before, during and after the consumer's way into the park.
+		rng = rng*1664525 + 1013904223
+		for i := uint32(0); i < rng>>24; i++ { // 0..255 iterations
+			sinkSpin++
+		}
+		for toWaiter.Drain(buf) == 0 && err == nil {
+			err = toWaiter.Wait(ctx)
+		}
+		if err == nil && buf[0] != rounds+1 {
+			t.Fatalf("round %d: got %d", rounds, buf[0])
+		}
+	}
+	toPoller.Close()
+	if perr := <-pollerDone; perr != nil && err == nil {
+		err = perr
+	}
+	if err != nil {
+		t.Fatalf("lost wake-up after %d rounds: %v", rounds, err)
+	}
+	t.Logf("%d rounds", rounds)
+}
+
+var sinkSpin uint32
+
+func TestPushWaitsForRoom(t *testing.T) {
+	r := mustNew[int](t, 2)
+	for i := 0; i < 2; i++ {
+		if err := r.TryPush(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Push(context.Background(), 2) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Push into full ring returned %v before any Drain", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	buf := make([]int, 1)
+	r.Drain(buf)
+	if err := <-done; err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	buf = make([]int, 4)
+	if n := r.Drain(buf); n != 2 || buf[0] != 1 || buf[1] != 2 {
+		t.Fatalf("drained %v", buf[:n])
+	}
+}
+
+func TestPushUnblocksOnCancelAndClose(t *testing.T) {
+	r := mustNew[int](t, 2)
+	_ = r.TryPush(0)
+	_ = r.TryPush(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	go func() { done <- r.Push(ctx, 2) }()
+	go func() { done <- r.Push(context.Background(), 3) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled Push: %v", err)
+	}
+	r.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Push on closed ring: %v", err)
+	}
+	if r.gate.waiting.Load() != 0 {
+		t.Fatalf("%d producers still counted as waiting", r.gate.waiting.Load())
+	}
+}
+
+func TestWaitContext(t *testing.T) {
+	r := mustNew[int](t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	if err := r.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on empty ring: %v", err)
+	}
+	_ = r.TryPush(1)
+	if err := r.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait on non-empty ring: %v", err)
+	}
+	r.Close()
+	if err := r.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait on closed ring with a value left: %v", err)
+	}
+	r.Drain(make([]int, 1))
+	if err := r.Wait(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait on closed, drained ring: %v", err)
+	}
+}
+
+func TestSharedBell(t *testing.T) {
+	bell := NewBell()
+	a := mustNew[int](t, 4, WithBell(bell))
+	b := mustNew[int](t, 4, WithBell(bell))
+	ready := func() bool { return a.Ready() || b.Ready() }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 1000; i++ {
+		target := a
+		if i%2 == 1 {
+			target = b
+		}
+		go func() { _ = target.TryPush(i) }()
+		for !ready() {
+			if err := bell.Wait(ctx, ready); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+		buf := make([]int, 1)
+		if target.Drain(buf) != 1 || buf[0] != i {
+			t.Fatalf("round %d: drained %v", i, buf)
+		}
+	}
+}
+
+func TestNoAllocations(t *testing.T) {
+	r := mustNew[[4]uint64](t, 64)
+	buf := make([][4]uint64, 64)
+	allocs := testing.AllocsPerRun(100, func() {
+		for i := 0; i < 32; i++ {
+			_ = r.TryPush([4]uint64{uint64(i)})
+		}
+		r.Drain(buf)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per 32 pushes and a drain, want 0", allocs)
+	}
+}
