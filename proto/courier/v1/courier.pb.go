@@ -1,7 +1,10 @@
 // courier wire protocol, version 1.
 //
-// This file is the protocol's specification. Everything a node puts on the
-// wire is described here; the Go code in this directory is generated from it.
+// This file and transport.proto (the service) are the protocol's
+// specification. Everything a node puts on the wire is described in them;
+// the Go code is generated from them. The messages live in Go package
+// courierv1 and the service in package transportv1, so that code that only
+// encodes and decodes frames (and its fuzz targets) does not depend on gRPC.
 //
 // # Connections, streams and lanes
 //
@@ -1217,9 +1220,7 @@ const file_courier_v1_courier_proto_rawDesc = "" +
 	"\x11SYSTEM_KIND_WATCH\x10\x01\x12\x17\n" +
 	"\x13SYSTEM_KIND_UNWATCH\x10\x02\x12\x1a\n" +
 	"\x16SYSTEM_KIND_TERMINATED\x10\x03\x12\x14\n" +
-	"\x10SYSTEM_KIND_STOP\x10\x042@\n" +
-	"\tTransport\x123\n" +
-	"\aConnect\x12\x11.courier.v1.Frame\x1a\x11.courier.v1.Frame(\x010\x01B:Z8github.com/courier-go/courier/proto/courier/v1;courierv1b\x06proto3"
+	"\x10SYSTEM_KIND_STOP\x10\x04B:Z8github.com/courier-go/courier/proto/courier/v1;courierv1b\x06proto3"
 
 var (
 	file_courier_v1_courier_proto_rawDescOnce sync.Once
@@ -1264,10 +1265,8 @@ var file_courier_v1_courier_proto_depIdxs = []int32{
 	9,  // 10: courier.v1.Batch.envelopes:type_name -> courier.v1.Envelope
 	8,  // 11: courier.v1.Envelope.header:type_name -> courier.v1.Header
 	2,  // 12: courier.v1.Envelope.system_kind:type_name -> courier.v1.SystemKind
-	3,  // 13: courier.v1.Transport.Connect:input_type -> courier.v1.Frame
-	3,  // 14: courier.v1.Transport.Connect:output_type -> courier.v1.Frame
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1294,7 +1293,7 @@ func file_courier_v1_courier_proto_init() {
 			NumEnums:      3,
 			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_courier_v1_courier_proto_goTypes,
 		DependencyIndexes: file_courier_v1_courier_proto_depIdxs,
