@@ -721,6 +721,11 @@ func (x *Welcome) GetProtocolVersion() uint32 {
 }
 
 // Batch carries a run of envelopes in one direction of one stream.
+//
+// Its fields appear in field-number order, as protobuf encoders write them:
+// a receiver applies reset_dictionary, then new_strings, then decodes the
+// envelopes against the dictionary as it then stands, in one pass. A batch
+// whose fields are out of that order is refused.
 type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sequence number: 1 for the first batch a sender sends on a lane to a
@@ -728,16 +733,16 @@ type Batch struct {
 	// sequence carries across reconnects, so the receiver can acknowledge it
 	// and drop batches it has already delivered.
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Empty the dictionary before applying new_strings; see the file comment.
+	ResetDictionary bool `protobuf:"varint,2,opt,name=reset_dictionary,json=resetDictionary,proto3" json:"reset_dictionary,omitempty"`
 	// Dictionary additions, in id order: the first gets the next free id.
 	// bytes, not string: process ids and type names may be any bytes, and a
 	// receiver need not validate UTF-8 on the hot path.
-	NewStrings [][]byte `protobuf:"bytes,2,rep,name=new_strings,json=newStrings,proto3" json:"new_strings,omitempty"`
+	NewStrings [][]byte `protobuf:"bytes,3,rep,name=new_strings,json=newStrings,proto3" json:"new_strings,omitempty"`
 	// The envelopes, in send order.
-	Envelopes []*Envelope `protobuf:"bytes,3,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
-	// Empty the dictionary before applying new_strings; see the file comment.
-	ResetDictionary bool `protobuf:"varint,4,opt,name=reset_dictionary,json=resetDictionary,proto3" json:"reset_dictionary,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	Envelopes     []*Envelope `protobuf:"bytes,4,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Batch) Reset() {
@@ -777,6 +782,13 @@ func (x *Batch) GetSeq() uint64 {
 	return 0
 }
 
+func (x *Batch) GetResetDictionary() bool {
+	if x != nil {
+		return x.ResetDictionary
+	}
+	return false
+}
+
 func (x *Batch) GetNewStrings() [][]byte {
 	if x != nil {
 		return x.NewStrings
@@ -789,13 +801,6 @@ func (x *Batch) GetEnvelopes() []*Envelope {
 		return x.Envelopes
 	}
 	return nil
-}
-
-func (x *Batch) GetResetDictionary() bool {
-	if x != nil {
-		return x.ResetDictionary
-	}
-	return false
 }
 
 // Header is one key/value entry of an envelope's header.
@@ -1174,11 +1179,11 @@ const file_courier_v1_courier_proto_rawDesc = "" +
 	"\x06limits\x18\a \x01(\v2\x12.courier.v1.LimitsR\x06limits\x12)\n" +
 	"\x10protocol_version\x18\b \x01(\rR\x0fprotocolVersion\"\x99\x01\n" +
 	"\x05Batch\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1f\n" +
-	"\vnew_strings\x18\x02 \x03(\fR\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
+	"\x10reset_dictionary\x18\x02 \x01(\bR\x0fresetDictionary\x12\x1f\n" +
+	"\vnew_strings\x18\x03 \x03(\fR\n" +
 	"newStrings\x122\n" +
-	"\tenvelopes\x18\x03 \x03(\v2\x14.courier.v1.EnvelopeR\tenvelopes\x12)\n" +
-	"\x10reset_dictionary\x18\x04 \x01(\bR\x0fresetDictionary\"0\n" +
+	"\tenvelopes\x18\x04 \x03(\v2\x14.courier.v1.EnvelopeR\tenvelopes\"0\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\xeb\x02\n" +

@@ -613,6 +613,9 @@ func (this *Batch) EqualVT(that *Batch) bool {
 	if this.Seq != that.Seq {
 		return false
 	}
+	if this.ResetDictionary != that.ResetDictionary {
+		return false
+	}
 	if len(this.NewStrings) != len(that.NewStrings) {
 		return false
 	}
@@ -638,9 +641,6 @@ func (this *Batch) EqualVT(that *Batch) bool {
 				return false
 			}
 		}
-	}
-	if this.ResetDictionary != that.ResetDictionary {
-		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
 }
@@ -1237,16 +1237,6 @@ func (m *Batch) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
-	if m.ResetDictionary {
-		i--
-		if m.ResetDictionary {
-			dAtA[i] = 1
-		} else {
-			dAtA[i] = 0
-		}
-		i--
-		dAtA[i] = 0x20
-	}
 	if len(m.Envelopes) > 0 {
 		for iNdEx := len(m.Envelopes) - 1; iNdEx >= 0; iNdEx-- {
 			size, err := m.Envelopes[iNdEx].MarshalToSizedBufferVT(dAtA[:i])
@@ -1256,7 +1246,7 @@ func (m *Batch) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 			i -= size
 			i = protohelpers.EncodeVarint(dAtA, i, uint64(size))
 			i--
-			dAtA[i] = 0x1a
+			dAtA[i] = 0x22
 		}
 	}
 	if len(m.NewStrings) > 0 {
@@ -1265,8 +1255,18 @@ func (m *Batch) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 			copy(dAtA[i:], m.NewStrings[iNdEx])
 			i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.NewStrings[iNdEx])))
 			i--
-			dAtA[i] = 0x12
+			dAtA[i] = 0x1a
 		}
+	}
+	if m.ResetDictionary {
+		i--
+		if m.ResetDictionary {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x10
 	}
 	if m.Seq != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Seq))
@@ -1826,6 +1826,9 @@ func (m *Batch) SizeVT() (n int) {
 	if m.Seq != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.Seq))
 	}
+	if m.ResetDictionary {
+		n += 2
+	}
 	if len(m.NewStrings) > 0 {
 		for _, b := range m.NewStrings {
 			l = len(b)
@@ -1837,9 +1840,6 @@ func (m *Batch) SizeVT() (n int) {
 			l = e.SizeVT()
 			n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 		}
-	}
-	if m.ResetDictionary {
-		n += 2
 	}
 	n += len(m.unknownFields)
 	return n
@@ -2960,6 +2960,26 @@ func (m *Batch) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 		case 2:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ResetDictionary", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.ResetDictionary = bool(v != 0)
+		case 3:
 			if wireType != 2 {
 				return fmt.Errorf("proto: wrong wireType = %d for field NewStrings", wireType)
 			}
@@ -2991,7 +3011,7 @@ func (m *Batch) UnmarshalVT(dAtA []byte) error {
 			m.NewStrings = append(m.NewStrings, make([]byte, postIndex-iNdEx))
 			copy(m.NewStrings[len(m.NewStrings)-1], dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
-		case 3:
+		case 4:
 			if wireType != 2 {
 				return fmt.Errorf("proto: wrong wireType = %d for field Envelopes", wireType)
 			}
@@ -3032,26 +3052,6 @@ func (m *Batch) UnmarshalVT(dAtA []byte) error {
 				return err
 			}
 			iNdEx = postIndex
-		case 4:
-			if wireType != 0 {
-				return fmt.Errorf("proto: wrong wireType = %d for field ResetDictionary", wireType)
-			}
-			var v int
-			for shift := uint(0); ; shift += 7 {
-				if shift >= 64 {
-					return protohelpers.ErrIntOverflow
-				}
-				if iNdEx >= l {
-					return io.ErrUnexpectedEOF
-				}
-				b := dAtA[iNdEx]
-				iNdEx++
-				v |= int(b&0x7F) << shift
-				if b < 0x80 {
-					break
-				}
-			}
-			m.ResetDictionary = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -4734,6 +4734,26 @@ func (m *Batch) UnmarshalVTUnsafe(dAtA []byte) error {
 				}
 			}
 		case 2:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ResetDictionary", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.ResetDictionary = bool(v != 0)
+		case 3:
 			if wireType != 2 {
 				return fmt.Errorf("proto: wrong wireType = %d for field NewStrings", wireType)
 			}
@@ -4764,7 +4784,7 @@ func (m *Batch) UnmarshalVTUnsafe(dAtA []byte) error {
 			}
 			m.NewStrings = append(m.NewStrings, dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
-		case 3:
+		case 4:
 			if wireType != 2 {
 				return fmt.Errorf("proto: wrong wireType = %d for field Envelopes", wireType)
 			}
@@ -4805,26 +4825,6 @@ func (m *Batch) UnmarshalVTUnsafe(dAtA []byte) error {
 				return err
 			}
 			iNdEx = postIndex
-		case 4:
-			if wireType != 0 {
-				return fmt.Errorf("proto: wrong wireType = %d for field ResetDictionary", wireType)
-			}
-			var v int
-			for shift := uint(0); ; shift += 7 {
-				if shift >= 64 {
-					return protohelpers.ErrIntOverflow
-				}
-				if iNdEx >= l {
-					return io.ErrUnexpectedEOF
-				}
-				b := dAtA[iNdEx]
-				iNdEx++
-				v |= int(b&0x7F) << shift
-				if b < 0x80 {
-					break
-				}
-			}
-			m.ResetDictionary = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

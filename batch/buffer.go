@@ -1,0 +1,62 @@
+package batch
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Buffer size classes: powers of two from 1<<minClassShift to
+// 1<<maxClassShift bytes. A larger buffer is allocated for its one use and
+// left to the garbage collector, so a burst of huge frames does not pin
+// memory in the pools.
+const (
+	minClassShift = 9  // 512 B
+	maxClassShift = 23 // 8 MiB
+)
+
+var bufferPools [maxClassShift - minClassShift + 1]sync.Pool
+
+// Buffer is a pooled byte slice holding one encoded frame. Get one with
+// GetBuffer and give it back with Release once nothing refers to its bytes.
+type Buffer struct {
+	// B holds the frame. Its capacity is the buffer's size class.
+	B     []byte
+	class int8 // index into bufferPools, or -1 when not pooled
+}
+
+// GetBuffer returns a buffer with len(B) == n, from the pool of n's size
+// class. The contents of B are not zeroed.
+func GetBuffer(n int) *Buffer {
+	c := classOf(n)
+	if c < 0 {
+		return &Buffer{B: make([]byte, n), class: -1}
+	}
+	if b, ok := bufferPools[c].Get().(*Buffer); ok {
+		b.B = b.B[:n]
+		return b
+	}
+	return &Buffer{B: make([]byte, n, 1<<(c+minClassShift)), class: int8(c)}
+}
+
+// Release returns b to its pool. b and its bytes must not be used after.
+// Release of a nil Buffer does nothing.
+func (b *Buffer) Release() {
+	if b == nil || b.class < 0 {
+		return
+	}
+	b.B = b.B[:0]
+	bufferPools[b.class].Put(b)
+}
+
+// classOf returns the pool index for a buffer of n bytes, or -1 when n is
+// above the largest class.
+func classOf(n int) int {
+	if n <= 1<<minClassShift {
+		return 0
+	}
+	shift := bits.Len(uint(n - 1)) // smallest s with 1<<s >= n
+	if shift > maxClassShift {
+		return -1
+	}
+	return shift - minClassShift
+}

@@ -1,0 +1,427 @@
+package batch
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
+	"github.com/klauspost/compress/s2"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// FrameKind says what a decoded frame carries: which field of the wire's
+// Frame oneof is set. Its values are those field numbers.
+type FrameKind uint8
+
+// Frame kinds.
+const (
+	FrameHello     FrameKind = 1
+	FrameWelcome   FrameKind = 2
+	FrameBatch     FrameKind = 3
+	FrameAck       FrameKind = 4
+	FrameHeartbeat FrameKind = 5
+	FrameGoodbye   FrameKind = 6
+)
+
+// String returns the kind's name.
+func (k FrameKind) String() string {
+	switch k {
+	case FrameHello:
+		return "hello"
+	case FrameWelcome:
+		return "welcome"
+	case FrameBatch:
+		return "batch"
+	case FrameAck:
+		return "ack"
+	case FrameHeartbeat:
+		return "heartbeat"
+	case FrameGoodbye:
+		return "goodbye"
+	}
+	return fmt.Sprintf("frame-kind(%d)", uint8(k))
+}
+
+// headerBytes is the share of a frame's size that one decoded header entry
+// may cost: a frame carries at most MaxFrameBytes/headerBytes header entries
+// in all, so that header memory never exceeds the frame's own size.
+const headerBytes = 32
+
+// DecoderConfig configures a Decoder.
+type DecoderConfig struct {
+	// Limits are the stream's negotiated limits; anything beyond them is
+	// refused. Zero value: DefaultLimits.
+	Limits Limits
+	// Lane is the lane of the stream, set on every decoded envelope.
+	Lane Lane
+}
+
+// Decoded is what one frame carries. Only the fields of its Kind are set.
+type Decoded struct {
+	Kind FrameKind
+	// Seq is a batch's sequence number.
+	Seq uint64
+	// Envelopes are a batch's envelopes, valid until the next Decode.
+	Envelopes []Envelope
+	// Control is the whole frame for every kind but FrameBatch, decoded
+	// into memory of its own.
+	Control *courierv1.Frame
+}
+
+// Decoder decodes the frames of one inbound stream. Not safe for concurrent
+// use.
+type Decoder struct {
+	cfg       DecoderConfig
+	maxHeader int // header entries per frame
+	dict      decDict
+	envs      []Envelope
+	hdrs      []Header
+	inflated  *Buffer // decompressed body of the last frame
+}
+
+// NewDecoder returns a Decoder for a new stream, with an empty dictionary.
+func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, err
+	}
+	return &Decoder{cfg: cfg, maxHeader: cfg.Limits.MaxFrameBytes / headerBytes}, nil
+}
+
+// Limits returns the limits the Decoder enforces.
+func (d *Decoder) Limits() Limits { return d.cfg.Limits }
+
+// Close releases the Decoder's buffers. Envelopes it returned are invalid
+// after.
+func (d *Decoder) Close() {
+	d.inflated.Release()
+	d.inflated = nil
+	d.envs = nil
+	d.hdrs = nil
+	d.dict.reset()
+}
+
+// Decode decodes one frame. For a batch it applies the frame's dictionary
+// changes and returns its envelopes, which alias data (and memory of the
+// Decoder's) and are valid until the next call to Decode. An error wraps one
+// of the package's sentinels; after an error the stream's state is
+// undefined and the stream must be closed.
+func (d *Decoder) Decode(data []byte) (Decoded, error) {
+	d.inflated.Release()
+	d.inflated = nil
+	lim := &d.cfg.Limits
+	if len(data) == 0 {
+		return Decoded{}, fmt.Errorf("%w: empty frame", ErrCorruptFrame)
+	}
+	if len(data) > lim.MaxFrameBytes {
+		return Decoded{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(data), lim.MaxFrameBytes)
+	}
+	flags, body := data[0], data[1:]
+	if flags&reservedFlags != 0 {
+		return Decoded{}, fmt.Errorf("%w: reserved flags %#x set", ErrCorruptFrame, flags)
+	}
+	if flags&FlagS2 != 0 {
+		n, err := s2.DecodedLen(body)
+		if err != nil {
+			return Decoded{}, fmt.Errorf("%w: compressed body: %v", ErrCorruptFrame, err)
+		}
+		if 1+n > lim.MaxFrameBytes {
+			return Decoded{}, fmt.Errorf("%w: decompresses to %d bytes, limit %d", ErrFrameTooLarge, 1+n, lim.MaxFrameBytes)
+		}
+		d.inflated = GetBuffer(n)
+		out, err := s2.Decode(d.inflated.B, body)
+		if err != nil {
+			return Decoded{}, fmt.Errorf("%w: compressed body: %v", ErrCorruptFrame, err)
+		}
+		body = out
+	}
+
+	// The Frame message: exactly one of its oneof fields, unknown fields
+	// skipped.
+	var kind FrameKind
+	var sub []byte
+	for b := body; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return Decoded{}, corrupt("frame", n)
+		}
+		b = b[n:]
+		if num >= 1 && num <= 6 {
+			if typ != protowire.BytesType || kind != 0 {
+				return Decoded{}, fmt.Errorf("%w: frame field %d repeated or of wire type %d", ErrCorruptFrame, num, typ)
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return Decoded{}, corrupt("frame", n)
+			}
+			kind, sub, b = FrameKind(num), v, b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return Decoded{}, corrupt("frame", n)
+		}
+		b = b[n:]
+	}
+	switch kind {
+	case 0:
+		return Decoded{}, fmt.Errorf("%w: frame carries nothing", ErrCorruptFrame)
+	case FrameBatch:
+		return d.decodeBatch(sub)
+	}
+	f := new(courierv1.Frame)
+	if err := f.UnmarshalVT(body); err != nil {
+		return Decoded{}, fmt.Errorf("%w: %s: %v", ErrCorruptFrame, kind, err)
+	}
+	return Decoded{Kind: kind, Control: f}, nil
+}
+
+// Batch field numbers.
+const (
+	batchSeq       = 1
+	batchReset     = 2
+	batchNewString = 3
+	batchEnvelope  = 4
+)
+
+func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
+	lim := &d.cfg.Limits
+	// Decoding overwrites the slots it uses; slots the previous frame used
+	// beyond those are cleared at the end, so no reference into an old
+	// frame survives.
+	prevEnvs, prevHdrs := len(d.envs), len(d.hdrs)
+	d.envs, d.hdrs = d.envs[:0], d.hdrs[:0]
+	defer func() {
+		if n := len(d.envs); n < prevEnvs {
+			clear(d.envs[n:prevEnvs])
+		}
+		if n := len(d.hdrs); n < prevHdrs {
+			clear(d.hdrs[n:prevHdrs])
+		}
+	}()
+	out := Decoded{Kind: FrameBatch}
+	last := 0 // field number of the last field seen, to enforce their order
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return Decoded{}, corrupt("batch", n)
+		}
+		b = b[n:]
+		if num >= batchSeq && num <= batchEnvelope {
+			if int(num) < last {
+				return Decoded{}, fmt.Errorf("%w: batch field %d after field %d", ErrCorruptFrame, num, last)
+			}
+			last = int(num)
+		}
+		switch {
+		case num == batchSeq && typ == protowire.VarintType:
+			out.Seq, n = consumeVarint(b)
+		case num == batchReset && typ == protowire.VarintType:
+			var v uint64
+			if v, n = consumeVarint(b); n > 0 && v != 0 {
+				d.dict.reset()
+			}
+		case num == batchNewString && typ == protowire.BytesType:
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n > 0 {
+				if err := d.define(v); err != nil {
+					return Decoded{}, err
+				}
+			}
+		case num == batchEnvelope && typ == protowire.BytesType:
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n > 0 {
+				if len(d.envs) >= lim.MaxBatchEnvelopes {
+					return Decoded{}, fmt.Errorf("%w: limit %d", ErrTooManyEnvelopes, lim.MaxBatchEnvelopes)
+				}
+				d.envs = append(d.envs, Envelope{Lane: d.cfg.Lane})
+				if err := d.decodeEnvelope(&d.envs[len(d.envs)-1], v); err != nil {
+					return Decoded{}, err
+				}
+			}
+		case num >= batchSeq && num <= batchEnvelope:
+			return Decoded{}, fmt.Errorf("%w: batch field %d of wire type %d", ErrCorruptFrame, num, typ)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return Decoded{}, corrupt("batch", n)
+		}
+		b = b[n:]
+	}
+	out.Envelopes = d.envs
+	return out, nil
+}
+
+// define adds a string to the dictionary, within the limits.
+func (d *Decoder) define(v []byte) error {
+	lim := &d.cfg.Limits
+	switch {
+	case len(v) > lim.MaxStringBytes:
+		return fmt.Errorf("%w: string of %d bytes, limit %d", ErrDictionaryOverflow, len(v), lim.MaxStringBytes)
+	case len(d.dict.strs) >= lim.MaxDictionaryEntries:
+		return fmt.Errorf("%w: more than %d entries", ErrDictionaryOverflow, lim.MaxDictionaryEntries)
+	case d.dict.bytes+len(v) > lim.MaxDictionaryBytes:
+		return fmt.Errorf("%w: more than %d bytes", ErrDictionaryOverflow, lim.MaxDictionaryBytes)
+	}
+	d.dict.strs = append(d.dict.strs, string(v)) // owned: it outlives the frame
+	d.dict.bytes += len(v)
+	return nil
+}
+
+// Envelope field numbers.
+const (
+	envTarget        = 1
+	envRequestID     = 2
+	envSenderAddress = 3
+	envSenderID      = 4
+	envTypeName      = 5
+	envSerializerID  = 6
+	envPayload       = 7
+	envHeader        = 8
+	envSystemKind    = 9
+	envDataPosition  = 10
+)
+
+func (d *Decoder) decodeEnvelope(e *Envelope, b []byte) error {
+	hdrStart := len(d.hdrs)
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return corrupt("envelope", n)
+		}
+		b = b[n:]
+		if typ == protowire.VarintType && num != envPayload && num != envHeader {
+			var v uint64
+			if v, n = consumeVarint(b); n < 0 {
+				return corrupt("envelope", n)
+			}
+			b = b[n:]
+			var ok bool
+			switch num {
+			case envTarget:
+				e.Target, ok = d.dict.get(v)
+			case envSenderAddress:
+				e.SenderAddress, ok = d.dict.get(v)
+			case envSenderID:
+				e.SenderID, ok = d.dict.get(v)
+			case envTypeName:
+				e.TypeName, ok = d.dict.get(v)
+			case envRequestID:
+				e.RequestID, ok = v, true
+			case envSerializerID:
+				e.SerializerID, ok = uint32(v), v <= math.MaxUint32
+			case envSystemKind:
+				e.Kind, ok = SystemKind(v), v <= math.MaxUint8
+			case envDataPosition:
+				e.DataPosition, ok = v, true
+			default:
+				ok = true // unknown field
+			}
+			if !ok {
+				return d.badValue(num, v)
+			}
+			continue
+		}
+		switch {
+		case num == envPayload && typ == protowire.BytesType:
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n >= 0 {
+				e.Payload = v[:len(v):len(v)]
+			}
+		case num == envHeader && typ == protowire.BytesType:
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n >= 0 {
+				if err := d.decodeHeader(v, hdrStart); err != nil {
+					return err
+				}
+			}
+		case num <= envDataPosition:
+			return fmt.Errorf("%w: envelope field %d of wire type %d", ErrCorruptFrame, num, typ)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return corrupt("envelope", n)
+		}
+		b = b[n:]
+	}
+	if len(d.hdrs) > hdrStart {
+		e.Header = d.hdrs[hdrStart:len(d.hdrs):len(d.hdrs)]
+	}
+	return nil
+}
+
+func (d *Decoder) badValue(num protowire.Number, v uint64) error {
+	switch num {
+	case envTarget, envSenderAddress, envSenderID, envTypeName:
+		return fmt.Errorf("%w: id %d, dictionary holds %d", ErrUnknownString, v, len(d.dict.strs))
+	}
+	return fmt.Errorf("%w: envelope field %d value %d out of range", ErrCorruptFrame, num, v)
+}
+
+func (d *Decoder) decodeHeader(b []byte, envStart int) error {
+	if len(d.hdrs)-envStart >= d.cfg.Limits.MaxHeaderEntries {
+		return fmt.Errorf("%w: limit %d per envelope", ErrTooManyHeaders, d.cfg.Limits.MaxHeaderEntries)
+	}
+	if len(d.hdrs) >= d.maxHeader {
+		return fmt.Errorf("%w: limit %d per frame", ErrTooManyHeaders, d.maxHeader)
+	}
+	var h Header
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return corrupt("header", n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			var id uint64
+			if id, n = consumeVarint(b); n >= 0 {
+				var ok bool
+				if h.Key, ok = d.dict.get(id); !ok {
+					return fmt.Errorf("%w: header key id %d, dictionary holds %d", ErrUnknownString, id, len(d.dict.strs))
+				}
+			}
+		case num == 2 && typ == protowire.BytesType:
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n >= 0 {
+				h.Value = unsafe.String(unsafe.SliceData(v), len(v)) // aliases the frame
+			}
+		case num <= 2:
+			return fmt.Errorf("%w: header field %d of wire type %d", ErrCorruptFrame, num, typ)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return corrupt("header", n)
+		}
+		b = b[n:]
+	}
+	d.hdrs = append(d.hdrs, h)
+	return nil
+}
+
+// consumeTag is protowire.ConsumeTag with a fast path for the one-byte
+// tags of every field courier defines.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 && b[0] >= 0x08 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
+	return protowire.ConsumeTag(b)
+}
+
+// consumeVarint is protowire.ConsumeVarint with a fast path for one byte.
+func consumeVarint(b []byte) (uint64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	return protowire.ConsumeVarint(b)
+}
+
+func corrupt(what string, n int) error {
+	return fmt.Errorf("%w: %s: %v", ErrCorruptFrame, what, protowire.ParseError(n))
+}
