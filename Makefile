@@ -62,10 +62,13 @@ proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-go-vtpro
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/courier-go/courier \
 	  --go-vtproto_out=. --go-vtproto_opt=module=github.com/courier-go/courier,$(VTPROTO_OPTS) \
 	  $(PROTO_DIR)/courier.proto $(PROTO_DIR)/transport.proto
+	PATH="$(BIN):$$PATH" protoc -I batch/internal/refpb \
+	  --go_out=. --go_opt=module=github.com/courier-go/courier \
+	  batch/internal/refpb/ref.proto
 
 check-proto: proto
-	@git diff --exit-code -- proto || { echo "generated code is stale: run make proto and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files"; exit 1; }
+	@git diff --exit-code -- proto batch/internal/refpb || { echo "generated code is stale: run make proto and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto batch/internal/refpb)" || { git status --porcelain -- proto batch/internal/refpb; echo "untracked generated files"; exit 1; }
 
 lint:
 	$(GO) run $(STATICCHECK) ./...

@@ -48,6 +48,14 @@ func (b *Buffer) Release() {
 	bufferPools[b.class].Put(b)
 }
 
+// bytes returns b.B, or nil for a nil Buffer.
+func (b *Buffer) bytes() []byte {
+	if b == nil {
+		return nil
+	}
+	return b.B
+}
+
 // classOf returns the pool index for a buffer of n bytes, or -1 when n is
 // above the largest class.
 func classOf(n int) int {

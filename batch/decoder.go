@@ -91,6 +91,25 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 	return &Decoder{cfg: cfg, maxHeader: cfg.Limits.MaxFrameBytes / headerBytes}, nil
 }
 
+// Footprint returns the bytes of memory the Decoder holds: its envelope and
+// header scratch space, its dictionary and its decompression buffer. It never
+// exceeds MaxFootprint of its limits, whatever it is fed.
+func (d *Decoder) Footprint() int {
+	return cap(d.envs)*int(unsafe.Sizeof(Envelope{})) + cap(d.hdrs)*int(unsafe.Sizeof(Header{})) +
+		cap(d.dict.strs)*int(unsafe.Sizeof("")) + d.dict.bytes + cap(d.inflated.bytes())
+}
+
+// MaxFootprint bounds the memory a Decoder with limits l can be made to
+// hold: scratch space for a frame's worth of envelopes and header entries
+// (capacity may round up to twice what is used), the dictionary, and one
+// decompressed frame (pooled buffers round up to a power of two).
+func MaxFootprint(l Limits) int {
+	return 2*l.MaxBatchEnvelopes*int(unsafe.Sizeof(Envelope{})) +
+		2*(l.MaxFrameBytes/headerBytes)*int(unsafe.Sizeof(Header{})) +
+		2*l.MaxDictionaryEntries*int(unsafe.Sizeof("")) + l.MaxDictionaryBytes +
+		2*l.MaxFrameBytes
+}
+
 // Limits returns the limits the Decoder enforces.
 func (d *Decoder) Limits() Limits { return d.cfg.Limits }
 

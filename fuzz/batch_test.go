@@ -1,0 +1,287 @@
+package fuzz
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/courier-go/courier/batch"
+)
+
+// fuzzLimits are small, so that fuzzing reaches every limit quickly.
+func fuzzLimits() batch.Limits {
+	return batch.Limits{
+		MaxFrameBytes:        64 << 10,
+		MaxBatchEnvelopes:    64,
+		MaxDictionaryEntries: 32,
+		MaxDictionaryBytes:   1024,
+		MaxStringBytes:       64,
+		MaxHeaderEntries:     4,
+	}
+}
+
+var batchSentinels = []error{
+	batch.ErrCorruptFrame, batch.ErrFrameTooLarge, batch.ErrTooManyEnvelopes, batch.ErrTooManyHeaders,
+	batch.ErrDictionaryOverflow, batch.ErrUnknownString,
+}
+
+// checkDecode decodes one frame and checks the decoder's contract: a typed
+// error or envelopes within the limits, and memory within MaxFootprint.
+func checkDecode(t *testing.T, dec *batch.Decoder, frame []byte) (batch.Decoded, error) {
+	t.Helper()
+	lim := dec.Limits()
+	d, err := dec.Decode(frame)
+	if fp, bound := dec.Footprint(), batch.MaxFootprint(lim); fp > bound {
+		t.Fatalf("decoder holds %d bytes, bound %d", fp, bound)
+	}
+	if err != nil {
+		for _, s := range batchSentinels {
+			if errors.Is(err, s) {
+				return d, err
+			}
+		}
+		t.Fatalf("error %v wraps none of the package's sentinels", err)
+	}
+	if len(d.Envelopes) > lim.MaxBatchEnvelopes {
+		t.Fatalf("%d envelopes, limit %d", len(d.Envelopes), lim.MaxBatchEnvelopes)
+	}
+	for i, e := range d.Envelopes {
+		if len(e.Header) > lim.MaxHeaderEntries {
+			t.Fatalf("envelope %d has %d headers, limit %d", i, len(e.Header), lim.MaxHeaderEntries)
+		}
+		for _, s := range []string{e.Target, e.SenderAddress, e.SenderID, e.TypeName} {
+			if len(s) > lim.MaxStringBytes {
+				t.Fatalf("envelope %d has a string of %d bytes, limit %d", i, len(s), lim.MaxStringBytes)
+			}
+		}
+	}
+	return d, nil
+}
+
+// reencode sends decoded envelopes through a fresh encoder and decoder and
+// requires them back unchanged.
+func reencode(t *testing.T, envs []batch.Envelope, lane batch.Lane) {
+	t.Helper()
+	frames, err := encode(envs, batch.EncoderConfig{Limits: fuzzLimits()})
+	if err != nil {
+		t.Fatalf("re-encoding decoded envelopes: %v", err)
+	}
+	dec, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: lane})
+	var got []batch.Envelope
+	for _, f := range frames {
+		d, err := dec.Decode(f.B)
+		if err != nil {
+			t.Fatalf("decoding re-encoded frame: %v", err)
+		}
+		for i := range d.Envelopes {
+			got = append(got, d.Envelopes[i].Clone())
+		}
+		f.Release()
+	}
+	if len(got) != len(envs) {
+		t.Fatalf("round trip gave %d envelopes, want %d", len(got), len(envs))
+	}
+	for i := range envs {
+		if !got[i].Equal(&envs[i]) {
+			t.Fatalf("envelope %d changed in a round trip:\n got %+v\nwant %+v", i, got[i], envs[i])
+		}
+	}
+}
+
+// encode adds envs to an encoder, flushing when asked, and returns the
+// frames.
+func encode(envs []batch.Envelope, cfg batch.EncoderConfig) ([]*batch.Buffer, error) {
+	enc, err := batch.NewEncoder(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var frames []*batch.Buffer
+	flush := func() error {
+		buf, err := enc.Flush()
+		if buf != nil {
+			frames = append(frames, buf)
+		}
+		return err
+	}
+	for i := range envs {
+		err := enc.Add(&envs[i])
+		if errors.Is(err, batch.ErrFrameFull) {
+			if err = flush(); err == nil {
+				err = enc.Add(&envs[i])
+			}
+		}
+		if err != nil {
+			return frames, fmt.Errorf("envelope %d: %w", i, err)
+		}
+	}
+	return frames, flush()
+}
+
+// envelopesFrom turns fuzz input into envelopes: each envelope takes a
+// control byte saying which fields are present, then the fields' lengths and
+// bytes from what follows. Strings come from a small pool, so that the
+// dictionary sees repeats.
+func envelopesFrom(data []byte) []batch.Envelope {
+	var envs []batch.Envelope
+	next := func(n int) []byte {
+		n = min(n, len(data))
+		b := data[:n]
+		data = data[n:]
+		return b
+	}
+	str := func() string {
+		l := next(1)
+		if len(l) == 0 {
+			return ""
+		}
+		return string(next(int(l[0] % 24)))
+	}
+	for len(data) > 0 && len(envs) < 200 {
+		c := next(1)[0]
+		e := batch.Envelope{Target: str()}
+		if c&1 != 0 {
+			e.TypeName = str()
+		}
+		if c&2 != 0 {
+			e.SenderAddress, e.SenderID = str(), str()
+		}
+		if c&4 != 0 {
+			if b := next(8); len(b) == 8 {
+				e.RequestID = binary.LittleEndian.Uint64(b)
+			}
+		}
+		if c&8 != 0 {
+			l := next(2)
+			if len(l) == 2 {
+				e.Payload = append([]byte{}, next(int(binary.LittleEndian.Uint16(l)%2048))...)
+			}
+		}
+		if c&16 != 0 {
+			for range int(c>>5) % 4 {
+				e.Header = append(e.Header, batch.Header{Key: str(), Value: str()})
+			}
+		}
+		e.Kind = batch.SystemKind(c >> 6)
+		if e.Kind == batch.KindTerminated {
+			e.DataPosition = uint64(c)
+		}
+		envs = append(envs, e)
+	}
+	return envs
+}
+
+// FuzzDecodeFrame feeds arbitrary bytes to a Decoder as one frame.
+func FuzzDecodeFrame(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dec, err := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneUser})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := checkDecode(t, dec, data)
+		if err != nil || d.Kind != batch.FrameBatch {
+			return
+		}
+		envs := make([]batch.Envelope, len(d.Envelopes))
+		for i := range d.Envelopes {
+			envs[i] = d.Envelopes[i].Clone()
+		}
+		reencode(t, envs, batch.LaneUser)
+	})
+}
+
+// FuzzRoundTrip builds envelopes from the input, encodes them with a
+// configuration also taken from the input, decodes them, and requires them
+// back unchanged or refused at Add with a typed error.
+func FuzzRoundTrip(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		cfgByte := data[0]
+		envs := envelopesFrom(data[1:])
+		cfg := batch.EncoderConfig{
+			Limits:            fuzzLimits(),
+			MaxEnvelopes:      int(cfgByte%8) + 1,
+			Compress:          cfgByte&8 != 0,
+			CompressThreshold: 64,
+			SelfContained:     cfgByte&16 != 0,
+		}
+		var sent []batch.Envelope
+		enc, err := batch.NewEncoder(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneSystem})
+		var got []batch.Envelope
+		flush := func() {
+			buf, err := enc.Flush()
+			if err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			if buf == nil {
+				return
+			}
+			d, err := checkDecode(t, dec, buf.B)
+			if err != nil {
+				t.Fatalf("decoding an encoded frame: %v", err)
+			}
+			for i := range d.Envelopes {
+				got = append(got, d.Envelopes[i].Clone())
+			}
+			buf.Release()
+		}
+		for i := range envs {
+			err := enc.Add(&envs[i])
+			if errors.Is(err, batch.ErrFrameFull) {
+				flush()
+				err = enc.Add(&envs[i])
+			}
+			switch {
+			case err == nil:
+				envs[i].Lane = batch.LaneSystem
+				sent = append(sent, envs[i])
+			case errors.Is(err, batch.ErrEnvelopeTooLarge):
+			default:
+				t.Fatalf("Add: %v", err)
+			}
+		}
+		flush()
+		if len(got) != len(sent) {
+			t.Fatalf("decoded %d envelopes, sent %d", len(got), len(sent))
+		}
+		for i := range sent {
+			if !got[i].Equal(&sent[i]) {
+				t.Fatalf("envelope %d:\n got %+v\nwant %+v", i, got[i], sent[i])
+			}
+		}
+	})
+}
+
+// FuzzFrameStream feeds a sequence of frames, cut from the input by 2-byte
+// length prefixes, to one Decoder, so that dictionary state carries from
+// frame to frame. Decoding stops at the first error, as a stream would
+// close.
+func FuzzFrameStream(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dec, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneUser})
+		for len(data) >= 2 {
+			n := int(binary.LittleEndian.Uint16(data))
+			data = data[2:]
+			n = min(n, len(data))
+			frame := data[:n]
+			data = data[n:]
+			d, err := checkDecode(t, dec, frame)
+			if err != nil {
+				return
+			}
+			if d.Kind == batch.FrameBatch {
+				envs := make([]batch.Envelope, len(d.Envelopes))
+				for i := range d.Envelopes {
+					envs[i] = d.Envelopes[i].Clone()
+				}
+				reencode(t, envs, batch.LaneUser)
+			}
+		}
+	})
+}
