@@ -316,12 +316,13 @@ func TestDecoderRefusesMalformedFrames(t *testing.T) {
 		{"empty", nil, ErrCorruptFrame},
 		{"reserved flag", []byte{0x80}, ErrCorruptFrame},
 		{"no kind", []byte{0}, ErrCorruptFrame},
-		{"truncated", batchFrame(&courierv1.Batch{Seq: 1, NewStrings: [][]byte{[]byte("abc")}})[:6], ErrCorruptFrame},
+		{"truncated", batchFrame(&courierv1.Batch{Position: 1, NewStrings: [][]byte{[]byte("abc")}})[:6], ErrCorruptFrame},
 		{"unknown target id", batchFrame(&courierv1.Batch{Envelopes: []*courierv1.Envelope{{Target: 1}}}), ErrUnknownString},
 		{"unknown header key", batchFrame(&courierv1.Batch{NewStrings: [][]byte{[]byte("t")},
 			Envelopes: []*courierv1.Envelope{{Target: 1, Header: []*courierv1.Header{{Key: 5}}}}}), ErrUnknownString},
 		{"two kinds", append(batchFrame(&courierv1.Batch{}), 0x22, 0), ErrCorruptFrame},
 		{"field out of order", []byte{0, 0x1a, 4, 0x22, 0, 0x08, 1}, ErrCorruptFrame},
+		{"reset after strings", []byte{0, 0x1a, 5, 0x1a, 1, 'a', 0x10, 1}, ErrCorruptFrame},
 		{"envelope field of wrong type", []byte{0, 0x1a, 4, 0x22, 2, 0x3a | 0, 1}, ErrCorruptFrame},
 		{"serializer id too big", rawEnvelopeFrame(protowire.AppendVarint([]byte{0x08, 1, 0x30}, 1<<33)), ErrCorruptFrame},
 		{"system kind too big", rawEnvelopeFrame(protowire.AppendVarint([]byte{0x08, 1, 0x48}, 256)), ErrCorruptFrame},
@@ -406,21 +407,24 @@ func TestSelfContainedFramesDecodeAlone(t *testing.T) {
 	checkSame(t, decodeAll(t, dec, frames), envs, LaneSystem)
 }
 
-func TestSequenceNumbers(t *testing.T) {
-	enc, dec := newPair(t, EncoderConfig{MaxEnvelopes: 1}, DecoderConfig{})
-	enc.SetSeq(41)
-	frames := encodeAll(t, enc, manyTargets(3))
+func TestPositions(t *testing.T) {
+	enc, dec := newPair(t, EncoderConfig{MaxEnvelopes: 3}, DecoderConfig{})
+	if enc.NextPosition() != 1 {
+		t.Fatalf("a new encoder starts at position %d", enc.NextPosition())
+	}
+	enc.SetNextPosition(41)
+	frames := encodeAll(t, enc, manyTargets(7))
 	for i, f := range frames {
 		d, err := dec.Decode(f.B)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.Seq != uint64(41+i) {
-			t.Fatalf("frame %d seq %d, want %d", i, d.Seq, 41+i)
+		if want := uint64(41 + 3*i); d.Position != want {
+			t.Fatalf("frame %d starts at position %d, want %d", i, d.Position, want)
 		}
 	}
-	if enc.Seq() != 43 {
-		t.Fatalf("Seq() = %d", enc.Seq())
+	if enc.NextPosition() != 48 {
+		t.Fatalf("NextPosition() = %d, want 48", enc.NextPosition())
 	}
 }
 
@@ -447,7 +451,7 @@ func TestControlFrames(t *testing.T) {
 	frames := []*courierv1.Frame{
 		{Kind: &courierv1.Frame_Hello{Hello: &courierv1.Hello{ProtocolVersion: 1, SystemId: "s", Incarnation: 3, Lane: courierv1.Lane_LANE_USER, Limits: DefaultLimits().Proto()}}},
 		{Kind: &courierv1.Frame_Welcome{Welcome: &courierv1.Welcome{Accepted: true, SystemId: "r"}}},
-		{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Seq: 12}}},
+		{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: 12}}},
 		{Kind: &courierv1.Frame_Heartbeat{Heartbeat: &courierv1.Heartbeat{Nanos: 5}}},
 		{Kind: &courierv1.Frame_Goodbye{Goodbye: &courierv1.Goodbye{Reason: "bye"}}},
 	}

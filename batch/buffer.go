@@ -8,9 +8,11 @@ import (
 // Buffer size classes: powers of two from 1<<minClassShift to
 // 1<<maxClassShift bytes. A larger buffer is allocated for its one use and
 // left to the garbage collector, so a burst of huge frames does not pin
-// memory in the pools.
+// memory in the pools. The smallest class is 2 KiB because gRPC hands
+// buffers of 1 KiB capacity or less back to nobody: pooled frames must be
+// bigger for gRPC to return them when it has written them.
 const (
-	minClassShift = 9  // 512 B
+	minClassShift = 11 // 2 KiB
 	maxClassShift = 23 // 8 MiB
 )
 

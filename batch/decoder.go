@@ -60,8 +60,9 @@ type DecoderConfig struct {
 // Decoded is what one frame carries. Only the fields of its Kind are set.
 type Decoded struct {
 	Kind FrameKind
-	// Seq is a batch's sequence number.
-	Seq uint64
+	// Position is the position of a batch's first envelope: envelope i has
+	// position Position+i.
+	Position uint64
 	// Envelopes are a batch's envelopes, valid until the next Decode.
 	Envelopes []Envelope
 	// Control is the whole frame for every kind but FrameBatch, decoded
@@ -200,7 +201,7 @@ func (d *Decoder) Decode(data []byte) (Decoded, error) {
 
 // Batch field numbers.
 const (
-	batchSeq       = 1
+	batchPosition  = 1
 	batchReset     = 2
 	batchNewString = 3
 	batchEnvelope  = 4
@@ -229,15 +230,15 @@ func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
 			return Decoded{}, corrupt("batch", n)
 		}
 		b = b[n:]
-		if num >= batchSeq && num <= batchEnvelope {
+		if num >= batchPosition && num <= batchEnvelope {
 			if int(num) < last {
 				return Decoded{}, fmt.Errorf("%w: batch field %d after field %d", ErrCorruptFrame, num, last)
 			}
 			last = int(num)
 		}
 		switch {
-		case num == batchSeq && typ == protowire.VarintType:
-			out.Seq, n = consumeVarint(b)
+		case num == batchPosition && typ == protowire.VarintType:
+			out.Position, n = consumeVarint(b)
 		case num == batchReset && typ == protowire.VarintType:
 			var v uint64
 			if v, n = consumeVarint(b); n > 0 && v != 0 {
@@ -261,7 +262,7 @@ func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
 					return Decoded{}, err
 				}
 			}
-		case num >= batchSeq && num <= batchEnvelope:
+		case num >= batchPosition && num <= batchEnvelope:
 			return Decoded{}, fmt.Errorf("%w: batch field %d of wire type %d", ErrCorruptFrame, num, typ)
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

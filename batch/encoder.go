@@ -24,7 +24,8 @@ const DefaultCompressThreshold = 4 << 10
 
 // frameOverhead bounds what a batch frame adds around its new strings and
 // envelopes: the flags byte, the Frame's field tag and length (≤ 5 bytes for
-// any frame we accept), the batch's seq field (≤ 11) and reset flag (2).
+// any frame we accept), the batch's position field (≤ 11) and reset flag
+// (2).
 const frameOverhead = 1 + 1 + 5 + 11 + 2
 
 // EncoderConfig configures an Encoder.
@@ -72,12 +73,12 @@ type Encoder struct {
 	n    int                 // envelopes in the frame being built
 	// body is the encoded size of msg's new_strings and envelopes fields.
 	body  int
-	seq   uint64
-	reset bool // the next frame must start with a dictionary reset
+	next  uint64 // position of the next envelope flushed
+	reset bool   // the next frame must start with a dictionary reset
 }
 
 // NewEncoder returns an Encoder for a new stream: empty dictionary, next
-// sequence number 1.
+// envelope position 1.
 func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()
@@ -107,7 +108,7 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	if cfg.CompressThreshold == 0 {
 		cfg.CompressThreshold = DefaultCompressThreshold
 	}
-	e := &Encoder{cfg: cfg, dict: encDict{ids: make(map[string]uint32)}}
+	e := &Encoder{cfg: cfg, dict: encDict{ids: make(map[string]uint32)}, next: 1}
 	e.wrap.Batch = &e.msg
 	e.frame.Kind = &e.wrap
 	return e, nil
@@ -268,11 +269,11 @@ func (e *Encoder) Flush() (*Buffer, error) {
 	if e.n == 0 && len(e.msg.NewStrings) == 0 {
 		return nil, nil
 	}
-	e.seq++
-	e.msg.Seq = e.seq
+	e.msg.Position = e.next
+	e.next += uint64(e.n)
 	e.msg.Envelopes = e.envs[:e.n]
 
-	batchLen := e.body + 1 + protowire.SizeVarint(e.seq)
+	batchLen := e.body + 1 + protowire.SizeVarint(e.msg.Position)
 	if e.msg.ResetDictionary {
 		batchLen += 2
 	}
@@ -322,13 +323,13 @@ func compress(buf *Buffer) *Buffer {
 	return out
 }
 
-// SetSeq sets the sequence number the next frame carries. The system lane
-// uses it to continue its numbering on a new stream.
-func (e *Encoder) SetSeq(next uint64) { e.seq = next - 1 }
+// SetNextPosition sets the position of the next envelope to be flushed (see
+// courier.v1.Batch.position), so that a lane continues its numbering on a
+// new stream. Call it between frames.
+func (e *Encoder) SetNextPosition(p uint64) { e.next = p }
 
-// Seq returns the sequence number of the last frame flushed, 0 before the
-// first.
-func (e *Encoder) Seq() uint64 { return e.seq }
+// NextPosition returns the position the next envelope flushed will have.
+func (e *Encoder) NextPosition() uint64 { return e.next }
 
 // EncodeControl encodes a frame that is not a batch (hello, welcome, ack,
 // heartbeat, goodbye) into a pooled Buffer. These frames are small and rare;

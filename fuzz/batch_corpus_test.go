@@ -43,7 +43,7 @@ func decodeFrameSeeds() []seedFile {
 	seeds = append(seeds, seedFile{"batch-s2", compressed[0]})
 	self := mustFrames(batch.EncoderConfig{Limits: lim, SelfContained: true}, seedEnvelopes())
 	seeds = append(seeds, seedFile{"batch-reset", self[0]})
-	ack, _ := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Seq: 9}}})
+	ack, _ := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: 9}}})
 	seeds = append(seeds, seedFile{"ack", bytes.Clone(ack.B)})
 	ack.Release()
 	seeds = append(seeds,

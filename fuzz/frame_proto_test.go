@@ -21,13 +21,13 @@ func frameSeeds() []seedFile {
 			Accepted: true, SystemId: "b", Incarnation: 9, Limits: limits, ProtocolVersion: 1,
 		}}},
 		"batch": {Kind: &courierv1.Frame_Batch{Batch: &courierv1.Batch{
-			Seq: 1, NewStrings: [][]byte{[]byte("actor/1"), []byte("pkg.Msg")},
+			Position: 1, NewStrings: [][]byte{[]byte("actor/1"), []byte("pkg.Msg")},
 			Envelopes: []*courierv1.Envelope{
 				{Target: 1, TypeName: 2, Payload: []byte("hi"), Header: []*courierv1.Header{{Key: 2, Value: []byte("v")}}},
 				{Target: 1, TypeName: 2, SystemKind: courierv1.SystemKind_SYSTEM_KIND_TERMINATED, DataPosition: 1},
 			},
 		}}},
-		"ack":       {Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Seq: 5}}},
+		"ack":       {Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: 5}}},
 		"heartbeat": {Kind: &courierv1.Frame_Heartbeat{Heartbeat: &courierv1.Heartbeat{Nanos: 1, Reply: true}}},
 		"goodbye":   {Kind: &courierv1.Frame_Goodbye{Goodbye: &courierv1.Goodbye{Reason: "bye"}}},
 	}

@@ -206,7 +206,7 @@ const (
 	// The sender stops watching the target.
 	SystemKind_SYSTEM_KIND_UNWATCH SystemKind = 2
 	// The process named by the sender has terminated. Delivered only after
-	// the data lane has delivered data_position envelopes.
+	// the user lane has delivered up to data_position.
 	SystemKind_SYSTEM_KIND_TERMINATED SystemKind = 3
 	// The target is asked to stop.
 	SystemKind_SYSTEM_KIND_STOP SystemKind = 4
@@ -384,7 +384,7 @@ type Frame_Batch struct {
 }
 
 type Frame_Ack struct {
-	// Acknowledges system-lane batches received on this stream.
+	// Acknowledges envelopes received on this stream.
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
@@ -728,11 +728,13 @@ func (x *Welcome) GetProtocolVersion() uint32 {
 // whose fields are out of that order is refused.
 type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Sequence number: 1 for the first batch a sender sends on a lane to a
-	// peer incarnation, then one more for each batch. On the system lane the
-	// sequence carries across reconnects, so the receiver can acknowledge it
-	// and drop batches it has already delivered.
-	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Position of the batch's first envelope. Envelopes on a lane from a
+	// node to a peer incarnation are numbered from 1, in send order, across
+	// streams and reconnects; a batch's envelopes have consecutive numbers
+	// starting here. Positions let the receiver acknowledge what it has
+	// delivered and drop what it has already delivered when the sender
+	// resends after a reconnect, however the resent envelopes are batched.
+	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
 	// Empty the dictionary before applying new_strings; see the file comment.
 	ResetDictionary bool `protobuf:"varint,2,opt,name=reset_dictionary,json=resetDictionary,proto3" json:"reset_dictionary,omitempty"`
 	// Dictionary additions, in id order: the first gets the next free id.
@@ -775,9 +777,9 @@ func (*Batch) Descriptor() ([]byte, []int) {
 	return file_courier_v1_courier_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *Batch) GetSeq() uint64 {
+func (x *Batch) GetPosition() uint64 {
 	if x != nil {
-		return x.Seq
+		return x.Position
 	}
 	return 0
 }
@@ -881,10 +883,10 @@ type Envelope struct {
 	Header []*Header `protobuf:"bytes,8,rep,name=header,proto3" json:"header,omitempty"`
 	// The system kind of a system-lane envelope.
 	SystemKind SystemKind `protobuf:"varint,9,opt,name=system_kind,json=systemKind,proto3,enum=courier.v1.SystemKind" json:"system_kind,omitempty"`
-	// For SYSTEM_KIND_TERMINATED: how many user-lane envelopes the sender had
-	// sent to this peer when it sent this one. The receiver holds the
-	// envelope until its data stream has delivered that many, or can deliver
-	// no more.
+	// For SYSTEM_KIND_TERMINATED: the position (see Batch.position) of the
+	// last user-lane envelope the sender had sent to this peer when it sent
+	// this one. The receiver holds the envelope until its user lane has
+	// delivered up to there, or can deliver no more.
 	DataPosition  uint64 `protobuf:"varint,10,opt,name=data_position,json=dataPosition,proto3" json:"data_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -990,11 +992,12 @@ func (x *Envelope) GetDataPosition() uint64 {
 	return 0
 }
 
-// Ack acknowledges system-lane batches: every batch with a sequence number up
-// to and including seq has been received and will not be delivered again.
+// Ack acknowledges delivery on the opposite direction of the same stream:
+// every envelope up to and including position has been delivered (or, when
+// it is a duplicate, dropped) and will not be delivered again.
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Position      uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1029,9 +1032,9 @@ func (*Ack) Descriptor() ([]byte, []int) {
 	return file_courier_v1_courier_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *Ack) GetSeq() uint64 {
+func (x *Ack) GetPosition() uint64 {
 	if x != nil {
-		return x.Seq
+		return x.Position
 	}
 	return 0
 }
@@ -1177,9 +1180,9 @@ const file_courier_v1_courier_proto_rawDesc = "" +
 	"\vincarnation\x18\x05 \x01(\x04R\vincarnation\x12\x18\n" +
 	"\aaddress\x18\x06 \x01(\tR\aaddress\x12*\n" +
 	"\x06limits\x18\a \x01(\v2\x12.courier.v1.LimitsR\x06limits\x12)\n" +
-	"\x10protocol_version\x18\b \x01(\rR\x0fprotocolVersion\"\x99\x01\n" +
-	"\x05Batch\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
+	"\x10protocol_version\x18\b \x01(\rR\x0fprotocolVersion\"\xa3\x01\n" +
+	"\x05Batch\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12)\n" +
 	"\x10reset_dictionary\x18\x02 \x01(\bR\x0fresetDictionary\x12\x1f\n" +
 	"\vnew_strings\x18\x03 \x03(\fR\n" +
 	"newStrings\x122\n" +
@@ -1200,9 +1203,9 @@ const file_courier_v1_courier_proto_rawDesc = "" +
 	"\vsystem_kind\x18\t \x01(\x0e2\x16.courier.v1.SystemKindR\n" +
 	"systemKind\x12#\n" +
 	"\rdata_position\x18\n" +
-	" \x01(\x04R\fdataPosition\"\x17\n" +
-	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"7\n" +
+	" \x01(\x04R\fdataPosition\"!\n" +
+	"\x03Ack\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\"7\n" +
 	"\tHeartbeat\x12\x14\n" +
 	"\x05nanos\x18\x01 \x01(\x04R\x05nanos\x12\x14\n" +
 	"\x05reply\x18\x02 \x01(\bR\x05reply\"!\n" +

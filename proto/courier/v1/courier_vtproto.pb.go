@@ -172,7 +172,7 @@ func (m *Batch) CloneVT() *Batch {
 		return (*Batch)(nil)
 	}
 	r := BatchFromVTPool()
-	r.Seq = m.Seq
+	r.Position = m.Position
 	r.ResetDictionary = m.ResetDictionary
 	if rhs := m.NewStrings; rhs != nil {
 		tmpContainer := make([][]byte, len(rhs))
@@ -264,7 +264,7 @@ func (m *Ack) CloneVT() *Ack {
 		return (*Ack)(nil)
 	}
 	r := new(Ack)
-	r.Seq = m.Seq
+	r.Position = m.Position
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
 		copy(r.unknownFields, m.unknownFields)
@@ -610,7 +610,7 @@ func (this *Batch) EqualVT(that *Batch) bool {
 	} else if this == nil || that == nil {
 		return false
 	}
-	if this.Seq != that.Seq {
+	if this.Position != that.Position {
 		return false
 	}
 	if this.ResetDictionary != that.ResetDictionary {
@@ -740,7 +740,7 @@ func (this *Ack) EqualVT(that *Ack) bool {
 	} else if this == nil || that == nil {
 		return false
 	}
-	if this.Seq != that.Seq {
+	if this.Position != that.Position {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -1268,8 +1268,8 @@ func (m *Batch) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i--
 		dAtA[i] = 0x10
 	}
-	if m.Seq != 0 {
-		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Seq))
+	if m.Position != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Position))
 		i--
 		dAtA[i] = 0x8
 	}
@@ -1443,8 +1443,8 @@ func (m *Ack) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
-	if m.Seq != 0 {
-		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Seq))
+	if m.Position != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Position))
 		i--
 		dAtA[i] = 0x8
 	}
@@ -1823,8 +1823,8 @@ func (m *Batch) SizeVT() (n int) {
 	}
 	var l int
 	_ = l
-	if m.Seq != 0 {
-		n += 1 + protohelpers.SizeOfVarint(uint64(m.Seq))
+	if m.Position != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Position))
 	}
 	if m.ResetDictionary {
 		n += 2
@@ -1912,8 +1912,8 @@ func (m *Ack) SizeVT() (n int) {
 	}
 	var l int
 	_ = l
-	if m.Seq != 0 {
-		n += 1 + protohelpers.SizeOfVarint(uint64(m.Seq))
+	if m.Position != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Position))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -2942,9 +2942,9 @@ func (m *Batch) UnmarshalVT(dAtA []byte) error {
 		switch fieldNum {
 		case 1:
 			if wireType != 0 {
-				return fmt.Errorf("proto: wrong wireType = %d for field Seq", wireType)
+				return fmt.Errorf("proto: wrong wireType = %d for field Position", wireType)
 			}
-			m.Seq = 0
+			m.Position = 0
 			for shift := uint(0); ; shift += 7 {
 				if shift >= 64 {
 					return protohelpers.ErrIntOverflow
@@ -2954,7 +2954,7 @@ func (m *Batch) UnmarshalVT(dAtA []byte) error {
 				}
 				b := dAtA[iNdEx]
 				iNdEx++
-				m.Seq |= uint64(b&0x7F) << shift
+				m.Position |= uint64(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}
@@ -3487,9 +3487,9 @@ func (m *Ack) UnmarshalVT(dAtA []byte) error {
 		switch fieldNum {
 		case 1:
 			if wireType != 0 {
-				return fmt.Errorf("proto: wrong wireType = %d for field Seq", wireType)
+				return fmt.Errorf("proto: wrong wireType = %d for field Position", wireType)
 			}
-			m.Seq = 0
+			m.Position = 0
 			for shift := uint(0); ; shift += 7 {
 				if shift >= 64 {
 					return protohelpers.ErrIntOverflow
@@ -3499,7 +3499,7 @@ func (m *Ack) UnmarshalVT(dAtA []byte) error {
 				}
 				b := dAtA[iNdEx]
 				iNdEx++
-				m.Seq |= uint64(b&0x7F) << shift
+				m.Position |= uint64(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}
@@ -4716,9 +4716,9 @@ func (m *Batch) UnmarshalVTUnsafe(dAtA []byte) error {
 		switch fieldNum {
 		case 1:
 			if wireType != 0 {
-				return fmt.Errorf("proto: wrong wireType = %d for field Seq", wireType)
+				return fmt.Errorf("proto: wrong wireType = %d for field Position", wireType)
 			}
-			m.Seq = 0
+			m.Position = 0
 			for shift := uint(0); ; shift += 7 {
 				if shift >= 64 {
 					return protohelpers.ErrIntOverflow
@@ -4728,7 +4728,7 @@ func (m *Batch) UnmarshalVTUnsafe(dAtA []byte) error {
 				}
 				b := dAtA[iNdEx]
 				iNdEx++
-				m.Seq |= uint64(b&0x7F) << shift
+				m.Position |= uint64(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}
@@ -5254,9 +5254,9 @@ func (m *Ack) UnmarshalVTUnsafe(dAtA []byte) error {
 		switch fieldNum {
 		case 1:
 			if wireType != 0 {
-				return fmt.Errorf("proto: wrong wireType = %d for field Seq", wireType)
+				return fmt.Errorf("proto: wrong wireType = %d for field Position", wireType)
 			}
-			m.Seq = 0
+			m.Position = 0
 			for shift := uint(0); ; shift += 7 {
 				if shift >= 64 {
 					return protohelpers.ErrIntOverflow
@@ -5266,7 +5266,7 @@ func (m *Ack) UnmarshalVTUnsafe(dAtA []byte) error {
 				}
 				b := dAtA[iNdEx]
 				iNdEx++
-				m.Seq |= uint64(b&0x7F) << shift
+				m.Position |= uint64(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}

@@ -45,7 +45,7 @@ func messages() map[string]vtMessage {
 		SystemId: "billing", Incarnation: 42, Address: "127.0.0.1:5000", Limits: limits(), ProtocolVersion: 1,
 	}
 	batch := &Batch{
-		Seq: 99, NewStrings: [][]byte{[]byte("a"), {}, []byte("日本語"), {0, 0xff}},
+		Position: 99, NewStrings: [][]byte{[]byte("a"), {}, []byte("日本語"), {0, 0xff}},
 		Envelopes: []*Envelope{envelope(), {Target: 1, Payload: []byte{}}, {}}, ResetDictionary: true,
 	}
 	return map[string]vtMessage{
@@ -55,13 +55,13 @@ func messages() map[string]vtMessage {
 		"Batch":           batch,
 		"Envelope":        envelope(),
 		"Header":          &Header{Key: 1, Value: []byte{0xff}},
-		"Ack":             &Ack{Seq: 1 << 62},
+		"Ack":             &Ack{Position: 1 << 62},
 		"Heartbeat":       &Heartbeat{Nanos: 123456789, Reply: true},
 		"Goodbye":         &Goodbye{Reason: "shutdown"},
 		"Frame/hello":     &Frame{Kind: &Frame_Hello{Hello: hello}},
 		"Frame/welcome":   &Frame{Kind: &Frame_Welcome{Welcome: welcome}},
 		"Frame/batch":     &Frame{Kind: &Frame_Batch{Batch: batch}},
-		"Frame/ack":       &Frame{Kind: &Frame_Ack{Ack: &Ack{Seq: 3}}},
+		"Frame/ack":       &Frame{Kind: &Frame_Ack{Ack: &Ack{Position: 3}}},
 		"Frame/heartbeat": &Frame{Kind: &Frame_Heartbeat{Heartbeat: &Heartbeat{Nanos: 1}}},
 		"Frame/goodbye":   &Frame{Kind: &Frame_Goodbye{Goodbye: &Goodbye{Reason: "bye"}}},
 		"Frame/empty":     &Frame{},
