@@ -8,8 +8,12 @@
 //
 // # Invariants
 //
-//   - Values are copied into a slot by TryPush and copied out by Drain, which
-//     clears the slot, so the ring never keeps a drained value alive.
+//   - Values are copied into a slot by TryPush and copied out by Drain or
+//     Peek. A value the consumer has read can be retained in its slot until
+//     the consumer releases it (the writer keeps envelopes until the peer
+//     acknowledges them, and reads them again after a reconnect); Release
+//     and Drain clear the slot, so the ring never keeps a released value
+//     alive.
 //   - Values pushed by one goroutine are drained in the order it pushed them.
 //   - Neither TryPush nor Drain takes a lock, touches a channel or
 //     allocates. Producers never spin on a slot: a push either claims a free
@@ -18,7 +22,7 @@
 //     the Bell only when the consumer has announced that it is parking on an
 //     empty ring, which is the empty → non-empty transition the consumer can
 //     observe.
-//   - After Close no push succeeds, and the consumer can still drain every
+//   - After Close no push succeeds, and the consumer can still read every
 //     value whose push succeeded; Drained reports when it has.
 //
 // # Layout
@@ -29,5 +33,5 @@
 // sequence number that its producer stores after writing the value; the
 // consumer reads it to know the slot is ready. Producers learn how much room
 // is left from the consumer's head, which the consumer stores once per
-// Drain, not once per value.
+// Release, not once per value.
 package ring

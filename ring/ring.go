@@ -57,9 +57,14 @@ type Ring[T any] struct {
 	tail atomic.Uint64
 	_    pad
 
-	// head is the next position to drain. Written only by the consumer,
-	// once per Drain; producers read it to see how much room is left.
+	// head is the first position not yet released: every slot below it is
+	// free. Written only by the consumer, once per Release; producers read
+	// it to see how much room is left.
 	head atomic.Uint64
+	// read is the next position to hand to the consumer; head <= read. Only
+	// the consumer touches it. Values between head and read have been read
+	// but are retained until Release.
+	read uint64
 	_    pad
 
 	gate gate
@@ -167,36 +172,67 @@ func (r *Ring[T]) Push(ctx context.Context, v T) error {
 }
 
 // Drain moves up to len(dst) values, oldest first, into dst and returns how
-// many it moved. It stops early at a slot whose producer has claimed it but
-// not yet finished writing it. Consumer only.
+// many it moved: Peek, then Release of everything read. Consumer only.
 func (r *Ring[T]) Drain(dst []T) int {
-	var zero T
-	h := r.head.Load()
-	n := 0
-	for n < len(dst) {
-		s := &r.slots[h&r.mask]
-		if s.seq.Load() != h+1 {
-			break
-		}
-		dst[n] = s.val
-		s.val = zero
-		h++
-		n++
-	}
-	if n > 0 {
-		r.head.Store(h)
-		if r.gate.waiting.Load() > 0 {
-			r.gate.open()
-		}
-	}
+	n := r.Peek(dst)
+	r.Release(r.Retained())
 	return n
 }
 
-// Ready reports whether Drain would return at least one value. Consumer
-// only.
-func (r *Ring[T]) Ready() bool {
+// Peek copies up to len(dst) values into dst, oldest unread first, and
+// returns how many it copied. The values stay in the ring, taking room,
+// until Release; Rewind makes them readable again. Peek stops early at a
+// slot whose producer has claimed it but not yet finished writing it.
+// Consumer only.
+func (r *Ring[T]) Peek(dst []T) int {
+	p := r.read
+	n := 0
+	for n < len(dst) {
+		s := &r.slots[p&r.mask]
+		if s.seq.Load() != p+1 {
+			break
+		}
+		dst[n] = s.val
+		p++
+		n++
+	}
+	r.read = p
+	return n
+}
+
+// Release frees the slots of the n oldest values read and not yet
+// released, and wakes producers waiting for room. n must not exceed
+// Retained. Consumer only.
+func (r *Ring[T]) Release(n int) {
+	if n <= 0 {
+		return
+	}
+	var zero T
 	h := r.head.Load()
-	return r.slots[h&r.mask].seq.Load() == h+1
+	if uint64(n) > r.read-h {
+		panic("ring: Release of more values than were read")
+	}
+	for p := h; p < h+uint64(n); p++ {
+		r.slots[p&r.mask].val = zero
+	}
+	r.head.Store(h + uint64(n))
+	if r.gate.waiting.Load() > 0 {
+		r.gate.open()
+	}
+}
+
+// Rewind makes every value read and not yet released readable again, from
+// the oldest. Consumer only.
+func (r *Ring[T]) Rewind() { r.read = r.head.Load() }
+
+// Retained returns the number of values read and not yet released. Consumer
+// only.
+func (r *Ring[T]) Retained() int { return int(r.read - r.head.Load()) }
+
+// Ready reports whether Peek or Drain would return at least one value.
+// Consumer only.
+func (r *Ring[T]) Ready() bool {
+	return r.slots[r.read&r.mask].seq.Load() == r.read+1
 }
 
 // Wait parks the consumer until the ring has a value to drain, the ring is
@@ -236,15 +272,17 @@ func (r *Ring[T]) Close() {
 // Closed reports whether Close has been called.
 func (r *Ring[T]) Closed() bool { return r.tail.Load()&closedBit != 0 }
 
-// Drained reports whether the ring is closed and the consumer has drained
-// every value that was accepted before Close. Consumer only.
+// Drained reports whether the ring is closed and the consumer has read
+// every value that was accepted before Close (some may still be retained).
+// Consumer only.
 func (r *Ring[T]) Drained() bool {
 	t := r.tail.Load()
-	return t&closedBit != 0 && r.head.Load() == t&^closedBit
+	return t&closedBit != 0 && r.read == t&^closedBit
 }
 
-// Len returns the number of values accepted and not yet drained, including
-// values whose producers are still writing them. Safe from any goroutine; the
+// Len returns the number of values accepted and not yet released: those
+// waiting to be read, those read and retained, and those whose producers are
+// still writing them. Safe from any goroutine; the
 // answer may be stale by the time it is used.
 func (r *Ring[T]) Len() int {
 	h := r.head.Load()

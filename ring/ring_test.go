@@ -405,3 +405,74 @@ func TestNoAllocations(t *testing.T) {
 		t.Fatalf("%v allocations per 32 pushes and a drain, want 0", allocs)
 	}
 }
+
+func TestPeekReleaseRewind(t *testing.T) {
+	r := mustNew[*int](t, 8)
+	vals := make([]int, 12)
+	for i := range vals {
+		vals[i] = i
+	}
+	for i := 0; i < 5; i++ {
+		if err := r.TryPush(&vals[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]*int, 3)
+	if n := r.Peek(buf); n != 3 || *buf[0] != 0 || *buf[2] != 2 {
+		t.Fatalf("Peek = %d", n)
+	}
+	if r.Retained() != 3 || r.Len() != 5 {
+		t.Fatalf("Retained %d Len %d, want 3 and 5", r.Retained(), r.Len())
+	}
+	// Retained values take room: only 3 more fit.
+	for i := 5; i < 8; i++ {
+		if err := r.TryPush(&vals[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.TryPush(&vals[8]); !errors.Is(err, ErrFull) {
+		t.Fatalf("push past retained values: %v", err)
+	}
+	// Rewind reads the retained values again, in order.
+	r.Rewind()
+	buf = make([]*int, 8)
+	if n := r.Peek(buf); n != 8 {
+		t.Fatalf("Peek after Rewind = %d", n)
+	}
+	for i, p := range buf {
+		if *p != i {
+			t.Fatalf("value %d after Rewind is %d", i, *p)
+		}
+	}
+	// Release frees the oldest slots, clears them and makes room.
+	r.Release(2)
+	for i := 0; i < 2; i++ {
+		if r.slots[i].val != nil {
+			t.Fatalf("released slot %d still holds a value", i)
+		}
+	}
+	if r.Retained() != 6 || r.Len() != 6 {
+		t.Fatalf("after Release: Retained %d Len %d", r.Retained(), r.Len())
+	}
+	for i := 8; i < 10; i++ {
+		if err := r.TryPush(&vals[i]); err != nil {
+			t.Fatalf("push after Release: %v", err)
+		}
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("Release of more than was read did not panic")
+			}
+		}()
+		r.Release(7)
+	}()
+	// Drain reads the rest and releases everything read.
+	if n := r.Drain(buf); n != 2 || *buf[0] != 8 || *buf[1] != 9 {
+		t.Fatalf("Drain = %d", n)
+	}
+	r.Release(r.Retained())
+	if r.Len() != 0 {
+		t.Fatalf("Len %d after releasing all", r.Len())
+	}
+}
