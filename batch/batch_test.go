@@ -426,6 +426,31 @@ func TestPositions(t *testing.T) {
 	if enc.NextPosition() != 48 {
 		t.Fatalf("NextPosition() = %d, want 48", enc.NextPosition())
 	}
+	if buf, err := enc.Flush(); buf != nil || err != nil {
+		t.Fatalf("Flush with nothing to say = %v, %v", buf, err)
+	}
+	// An ack request travels with its frame only.
+	for _, want := range []bool{true, false} {
+		if want {
+			enc.RequestAck()
+		}
+		frames := encodeAll(t, enc, manyTargets(1))
+		d, err := dec.Decode(frames[0].B)
+		if err != nil || d.AckRequested != want {
+			t.Fatalf("AckRequested = %v, want %v (%v)", d.AckRequested, want, err)
+		}
+	}
+	// A skipped position travels as an empty batch.
+	skipTo := enc.NextPosition() + 2
+	enc.SetNextPosition(skipTo)
+	buf, err := enc.Flush()
+	if err != nil || buf == nil {
+		t.Fatalf("Flush after a skip = %v, %v", buf, err)
+	}
+	d, err := dec.Decode(buf.B)
+	if err != nil || d.Position != skipTo || len(d.Envelopes) != 0 {
+		t.Fatalf("skip frame decoded as position %d with %d envelopes: %v", d.Position, len(d.Envelopes), err)
+	}
 }
 
 func TestCloneOwnsItsMemory(t *testing.T) {

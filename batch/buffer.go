@@ -3,6 +3,7 @@ package batch
 import (
 	"math/bits"
 	"sync"
+	"unsafe"
 )
 
 // Buffer size classes: powers of two from 1<<minClassShift to
@@ -21,7 +22,8 @@ var bufferPools [maxClassShift - minClassShift + 1]sync.Pool
 // Buffer is a pooled byte slice holding one encoded frame. Get one with
 // GetBuffer and give it back with Release once nothing refers to its bytes.
 type Buffer struct {
-	// B holds the frame. Its capacity is the buffer's size class.
+	// B holds the frame. Its capacity is the buffer's size class. It must
+	// stay the first field; see ReleaseBytes.
 	B     []byte
 	class int8 // index into bufferPools, or -1 when not pooled
 }
@@ -57,6 +59,11 @@ func (b *Buffer) bytes() []byte {
 	}
 	return b.B
 }
+
+// ReleaseBytes releases the Buffer whose B field p points to: gRPC's buffer
+// pools get back the *[]byte they were given, &buf.B, and this turns it into
+// the Buffer again (B is the first field, so &buf.B is buf).
+func ReleaseBytes(p *[]byte) { (*Buffer)(unsafe.Pointer(p)).Release() }
 
 // classOf returns the pool index for a buffer of n bytes, or -1 when n is
 // above the largest class.

@@ -63,6 +63,9 @@ type Decoded struct {
 	// Position is the position of a batch's first envelope: envelope i has
 	// position Position+i.
 	Position uint64
+	// AckRequested says the sender wants an Ack once the batch is
+	// delivered.
+	AckRequested bool
 	// Envelopes are a batch's envelopes, valid until the next Decode.
 	Envelopes []Envelope
 	// Control is the whole frame for every kind but FrameBatch, decoded
@@ -205,6 +208,7 @@ const (
 	batchReset     = 2
 	batchNewString = 3
 	batchEnvelope  = 4
+	batchAckReq    = 5
 )
 
 func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
@@ -230,7 +234,7 @@ func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
 			return Decoded{}, corrupt("batch", n)
 		}
 		b = b[n:]
-		if num >= batchPosition && num <= batchEnvelope {
+		if num >= batchPosition && num <= batchAckReq {
 			if int(num) < last {
 				return Decoded{}, fmt.Errorf("%w: batch field %d after field %d", ErrCorruptFrame, num, last)
 			}
@@ -262,7 +266,11 @@ func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
 					return Decoded{}, err
 				}
 			}
-		case num >= batchPosition && num <= batchEnvelope:
+		case num == batchAckReq && typ == protowire.VarintType:
+			var v uint64
+			v, n = consumeVarint(b)
+			out.AckRequested = v != 0
+		case num >= batchPosition && num <= batchAckReq:
 			return Decoded{}, fmt.Errorf("%w: batch field %d of wire type %d", ErrCorruptFrame, num, typ)
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

@@ -24,9 +24,9 @@ const DefaultCompressThreshold = 4 << 10
 
 // frameOverhead bounds what a batch frame adds around its new strings and
 // envelopes: the flags byte, the Frame's field tag and length (≤ 5 bytes for
-// any frame we accept), the batch's position field (≤ 11) and reset flag
-// (2).
-const frameOverhead = 1 + 1 + 5 + 11 + 2
+// any frame we accept), the batch's position field (≤ 11), reset flag (2)
+// and ack request (2).
+const frameOverhead = 1 + 1 + 5 + 11 + 2 + 2
 
 // EncoderConfig configures an Encoder.
 type EncoderConfig struct {
@@ -74,7 +74,12 @@ type Encoder struct {
 	// body is the encoded size of msg's new_strings and envelopes fields.
 	body  int
 	next  uint64 // position of the next envelope flushed
-	reset bool   // the next frame must start with a dictionary reset
+	// framed is the position after the last frame flushed. When next moves
+	// past it with no envelope to carry the news, Flush sends an empty
+	// batch at next, so the receiver learns that the positions between
+	// will never come.
+	framed uint64
+	reset  bool // the next frame must start with a dictionary reset
 }
 
 // NewEncoder returns an Encoder for a new stream: empty dictionary, next
@@ -108,7 +113,7 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	if cfg.CompressThreshold == 0 {
 		cfg.CompressThreshold = DefaultCompressThreshold
 	}
-	e := &Encoder{cfg: cfg, dict: encDict{ids: make(map[string]uint32)}, next: 1}
+	e := &Encoder{cfg: cfg, dict: encDict{ids: make(map[string]uint32)}, next: 1, framed: 1}
 	e.wrap.Batch = &e.msg
 	e.frame.Kind = &e.wrap
 	return e, nil
@@ -263,18 +268,23 @@ func (e *Encoder) resetDict() {
 }
 
 // Flush encodes the frame built so far into a pooled Buffer and starts the
-// next frame. It returns nil when the frame is empty. The caller owns the
-// buffer and releases it once the frame is written.
+// next frame. It returns nil when there is nothing to send: no envelopes,
+// and no positions skipped since the last frame. The caller owns the buffer
+// and releases it once the frame is written.
 func (e *Encoder) Flush() (*Buffer, error) {
-	if e.n == 0 && len(e.msg.NewStrings) == 0 {
+	if e.n == 0 && len(e.msg.NewStrings) == 0 && e.next == e.framed {
 		return nil, nil
 	}
 	e.msg.Position = e.next
 	e.next += uint64(e.n)
+	e.framed = e.next
 	e.msg.Envelopes = e.envs[:e.n]
 
 	batchLen := e.body + 1 + protowire.SizeVarint(e.msg.Position)
 	if e.msg.ResetDictionary {
+		batchLen += 2
+	}
+	if e.msg.AckRequested {
 		batchLen += 2
 	}
 	frameLen := 1 + protowire.SizeVarint(uint64(batchLen)) + batchLen
@@ -304,6 +314,7 @@ func (e *Encoder) clearFrame() {
 	e.msg.NewStrings = e.msg.NewStrings[:0]
 	e.msg.Envelopes = nil
 	e.msg.ResetDictionary = false
+	e.msg.AckRequested = false
 	e.n, e.nhdr, e.body = 0, 0, 0
 }
 
@@ -323,9 +334,15 @@ func compress(buf *Buffer) *Buffer {
 	return out
 }
 
+// RequestAck asks the receiver to acknowledge the frame being built once it
+// has delivered it (courier.v1.Batch.ack_requested).
+func (e *Encoder) RequestAck() { e.msg.AckRequested = true }
+
 // SetNextPosition sets the position of the next envelope to be flushed (see
-// courier.v1.Batch.position), so that a lane continues its numbering on a
-// new stream. Call it between frames.
+// courier.v1.Batch.position): a lane continues its numbering on a new
+// stream, or skips the position of an envelope it could not send. Call it
+// between frames. If no envelope follows, the next Flush sends an empty
+// batch at p, so the receiver knows the skipped positions will not come.
 func (e *Encoder) SetNextPosition(p uint64) { e.next = p }
 
 // NextPosition returns the position the next envelope flushed will have.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // Bell lets one consumer sleep until a producer has something for it. A ring
@@ -51,26 +52,37 @@ func (b *Bell) Ring() {
 // publish before they ring, so a push that ready misses is bound to see the
 // announcement and ring: no wake-up is lost.
 func (b *Bell) Wait(ctx context.Context, ready func() bool) error {
+	_, err := b.WaitTimer(ctx, nil, ready)
+	return err
+}
+
+// WaitTimer is Wait that also returns, with timedOut set, when timer fires.
+// The caller owns the timer and reuses it, so that a consumer that waits
+// with a timeout again and again allocates nothing. A nil timer never fires.
+func (b *Bell) WaitTimer(ctx context.Context, timer <-chan time.Time, ready func() bool) (timedOut bool, err error) {
 	// Parking and waking a goroutine costs an OS thread sleep and wake-up
 	// when the other side runs on another core: microseconds, far more than
 	// a value takes to arrive when producers are busy. So look a few times,
 	// yielding the processor to any producer queued on it, before parking.
 	for i := 0; i < spinRounds; i++ {
 		if ready() {
-			return nil
+			return false, nil
 		}
 		runtime.Gosched()
 	}
 	b.parked.Store(1)
 	if ready() {
 		b.parked.Store(0)
-		return nil
+		return false, nil
 	}
 	select {
 	case <-b.wake:
-		return nil
+		return false, nil
+	case <-timer:
+		b.parked.Store(0)
+		return true, nil
 	case <-ctx.Done():
 		b.parked.Store(0)
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }

@@ -200,22 +200,25 @@ func (r *Ring[T]) Peek(dst []T) int {
 	return n
 }
 
-// Release frees the slots of the n oldest values read and not yet
-// released, and wakes producers waiting for room. n must not exceed
-// Retained. Consumer only.
+// Release frees the slots of the n oldest values not yet released, and
+// wakes producers waiting for room. Those values must have been read, though
+// a Rewind since may have made them readable again: a reader moves past
+// them. Release panics if n is more than Len. Consumer only.
 func (r *Ring[T]) Release(n int) {
 	if n <= 0 {
 		return
 	}
 	var zero T
 	h := r.head.Load()
-	if uint64(n) > r.read-h {
-		panic("ring: Release of more values than were read")
+	end := h + uint64(n)
+	if end > r.tail.Load()&^closedBit {
+		panic("ring: Release of more values than the ring holds")
 	}
-	for p := h; p < h+uint64(n); p++ {
+	for p := h; p < end; p++ {
 		r.slots[p&r.mask].val = zero
 	}
-	r.head.Store(h + uint64(n))
+	r.read = max(r.read, end)
+	r.head.Store(end)
 	if r.gate.waiting.Load() > 0 {
 		r.gate.open()
 	}
@@ -292,6 +295,10 @@ func (r *Ring[T]) Len() int {
 	}
 	return int(t - h)
 }
+
+// Bell returns the bell the ring rings when a value arrives, for consumers
+// that park on more than the ring.
+func (r *Ring[T]) Bell() *Bell { return r.bell }
 
 // Cap returns the ring's capacity.
 func (r *Ring[T]) Cap() int { return len(r.slots) }

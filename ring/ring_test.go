@@ -462,11 +462,18 @@ func TestPeekReleaseRewind(t *testing.T) {
 	func() {
 		defer func() {
 			if recover() == nil {
-				t.Fatal("Release of more than was read did not panic")
+				t.Fatal("Release of more than the ring holds did not panic")
 			}
 		}()
-		r.Release(7)
+		r.Release(9)
 	}()
+	// Release after Rewind moves the reader past what it releases.
+	r.Rewind()
+	r.Release(1)
+	if n := r.Peek(buf[:1]); n != 1 || *buf[0] != 3 {
+		t.Fatalf("after Rewind and Release(1), Peek gives %d", *buf[0])
+	}
+	r.Release(5)
 	// Drain reads the rest and releases everything read.
 	if n := r.Drain(buf); n != 2 || *buf[0] != 8 || *buf[1] != 9 {
 		t.Fatalf("Drain = %d", n)

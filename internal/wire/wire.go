@@ -10,7 +10,6 @@ package wire
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/courier-go/courier/batch"
 	"google.golang.org/grpc/encoding"
@@ -55,13 +54,12 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // framePool returns frames gRPC has written to batch's pools. gRPC calls Put
-// with the pointer it was given in Marshal, &buf.B, which is the address of
-// the Buffer itself: B is its first field.
+// with the pointer it was given in Marshal, &buf.B.
 type framePool struct{}
 
 func (framePool) Get(n int) *[]byte { return &batch.GetBuffer(n).B }
 
-func (framePool) Put(b *[]byte) { (*batch.Buffer)(unsafe.Pointer(b)).Release() }
+func (framePool) Put(b *[]byte) { batch.ReleaseBytes(b) }
 
 // InFrame is a received frame. Its bytes stay valid until Free, and until the
 // next RecvMsg into the same InFrame, which frees the previous frame first.

@@ -742,7 +742,12 @@ type Batch struct {
 	// receiver need not validate UTF-8 on the hot path.
 	NewStrings [][]byte `protobuf:"bytes,3,rep,name=new_strings,json=newStrings,proto3" json:"new_strings,omitempty"`
 	// The envelopes, in send order.
-	Envelopes     []*Envelope `protobuf:"bytes,4,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
+	Envelopes []*Envelope `protobuf:"bytes,4,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
+	// The sender asks for an Ack once this batch is delivered. Senders ask
+	// when they go idle or when much of what they sent is unacknowledged;
+	// receivers acknowledge nothing else, so acks cost a frame per burst, not
+	// per batch.
+	AckRequested  bool `protobuf:"varint,5,opt,name=ack_requested,json=ackRequested,proto3" json:"ack_requested,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -803,6 +808,13 @@ func (x *Batch) GetEnvelopes() []*Envelope {
 		return x.Envelopes
 	}
 	return nil
+}
+
+func (x *Batch) GetAckRequested() bool {
+	if x != nil {
+		return x.AckRequested
+	}
+	return false
 }
 
 // Header is one key/value entry of an envelope's header.
@@ -1180,13 +1192,14 @@ const file_courier_v1_courier_proto_rawDesc = "" +
 	"\vincarnation\x18\x05 \x01(\x04R\vincarnation\x12\x18\n" +
 	"\aaddress\x18\x06 \x01(\tR\aaddress\x12*\n" +
 	"\x06limits\x18\a \x01(\v2\x12.courier.v1.LimitsR\x06limits\x12)\n" +
-	"\x10protocol_version\x18\b \x01(\rR\x0fprotocolVersion\"\xa3\x01\n" +
+	"\x10protocol_version\x18\b \x01(\rR\x0fprotocolVersion\"\xc8\x01\n" +
 	"\x05Batch\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12)\n" +
 	"\x10reset_dictionary\x18\x02 \x01(\bR\x0fresetDictionary\x12\x1f\n" +
 	"\vnew_strings\x18\x03 \x03(\fR\n" +
 	"newStrings\x122\n" +
-	"\tenvelopes\x18\x04 \x03(\v2\x14.courier.v1.EnvelopeR\tenvelopes\"0\n" +
+	"\tenvelopes\x18\x04 \x03(\v2\x14.courier.v1.EnvelopeR\tenvelopes\x12#\n" +
+	"\rack_requested\x18\x05 \x01(\bR\fackRequested\"0\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\xeb\x02\n" +

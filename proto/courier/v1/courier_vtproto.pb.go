@@ -174,6 +174,7 @@ func (m *Batch) CloneVT() *Batch {
 	r := BatchFromVTPool()
 	r.Position = m.Position
 	r.ResetDictionary = m.ResetDictionary
+	r.AckRequested = m.AckRequested
 	if rhs := m.NewStrings; rhs != nil {
 		tmpContainer := make([][]byte, len(rhs))
 		for k, v := range rhs {
@@ -641,6 +642,9 @@ func (this *Batch) EqualVT(that *Batch) bool {
 				return false
 			}
 		}
+	}
+	if this.AckRequested != that.AckRequested {
+		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
 }
@@ -1236,6 +1240,16 @@ func (m *Batch) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	if m.unknownFields != nil {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
+	}
+	if m.AckRequested {
+		i--
+		if m.AckRequested {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x28
 	}
 	if len(m.Envelopes) > 0 {
 		for iNdEx := len(m.Envelopes) - 1; iNdEx >= 0; iNdEx-- {
@@ -1840,6 +1854,9 @@ func (m *Batch) SizeVT() (n int) {
 			l = e.SizeVT()
 			n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 		}
+	}
+	if m.AckRequested {
+		n += 2
 	}
 	n += len(m.unknownFields)
 	return n
@@ -3052,6 +3069,26 @@ func (m *Batch) UnmarshalVT(dAtA []byte) error {
 				return err
 			}
 			iNdEx = postIndex
+		case 5:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field AckRequested", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.AckRequested = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -4825,6 +4862,26 @@ func (m *Batch) UnmarshalVTUnsafe(dAtA []byte) error {
 				return err
 			}
 			iNdEx = postIndex
+		case 5:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field AckRequested", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.AckRequested = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
