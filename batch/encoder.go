@@ -72,8 +72,8 @@ type Encoder struct {
 	nhdr int                 // headers used by the frame being built
 	n    int                 // envelopes in the frame being built
 	// body is the encoded size of msg's new_strings and envelopes fields.
-	body  int
-	next  uint64 // position of the next envelope flushed
+	body int
+	next uint64 // position of the next envelope flushed
 	// framed is the position after the last frame flushed. When next moves
 	// past it with no envelope to carry the news, Flush sends an empty
 	// batch at next, so the receiver learns that the positions between
@@ -345,8 +345,8 @@ func (e *Encoder) RequestAck() { e.msg.AckRequested = true }
 // batch at p, so the receiver knows the skipped positions will not come.
 func (e *Encoder) SetNextPosition(p uint64) { e.next = p }
 
-// NextPosition returns the position the next envelope flushed will have.
-func (e *Encoder) NextPosition() uint64 { return e.next }
+// NextPosition returns the position the next envelope added will have.
+func (e *Encoder) NextPosition() uint64 { return e.next + uint64(e.n) }
 
 // EncodeControl encodes a frame that is not a batch (hello, welcome, ack,
 // heartbeat, goodbye) into a pooled Buffer. These frames are small and rare;

@@ -121,6 +121,9 @@ type Config struct {
 	// current link fails. The writer then waits for Attach; what the lost
 	// link did not get acknowledged is sent again on the next one.
 	LinkDown func(l *Link, err error)
+	// Released, if set, is called from the writer goroutine after
+	// acknowledged envelopes left the ring.
+	Released func()
 	// Logger receives debug logs; nil means none.
 	Logger *slog.Logger
 }
@@ -134,7 +137,8 @@ type Writer struct {
 	cfg  Config
 	bell *ring.Bell
 
-	attach chan *Link    // the next link to use; capacity 1
+	attach chan *Link // the next link to use; capacity 1
+	detach chan detachReq
 	stop   chan struct{} // closed when stopping begins
 	done   chan struct{} // closed when the goroutine has exited
 	// ctx is canceled to abort: the writer stops sending and dead-letters
@@ -176,6 +180,7 @@ func New(cfg Config) (*Writer, error) {
 		cfg:    cfg,
 		bell:   cfg.Ring.Bell(),
 		attach: make(chan *Link, 1),
+		detach: make(chan detachReq, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		ctx:    ctx,
@@ -202,6 +207,44 @@ func (w *Writer) Attach(l *Link) error {
 	}
 	w.bell.Ring()
 	return nil
+}
+
+type detachReq struct {
+	link *Link
+	done chan struct{}
+}
+
+// Detach makes the writer stop using l, whose stream is ending, and returns
+// once it has, or after timeout if the writer is stuck sending on it. What l
+// did not get acknowledged is sent again on the next link. Safe from any
+// goroutine; does nothing if l is not the writer's link.
+func (w *Writer) Detach(l *Link, timeout time.Duration) {
+	select {
+	case pending := <-w.attach:
+		if pending != l {
+			select {
+			case w.attach <- pending:
+			default:
+			}
+		}
+	default:
+	}
+	req := detachReq{link: l, done: make(chan struct{})}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case w.detach <- req:
+	case <-w.done:
+		return
+	case <-t.C:
+		return
+	}
+	w.bell.Ring()
+	select {
+	case <-req.done:
+	case <-w.done:
+	case <-t.C:
+	}
 }
 
 // PeerAcked records that the peer acknowledged every envelope up to lane
@@ -278,6 +321,12 @@ func (w *Writer) run() {
 		select {
 		case l := <-w.attach:
 			w.use(l)
+		case req := <-w.detach:
+			if req.link == w.link {
+				w.link, w.enc = nil, nil
+				w.cfg.Ring.Rewind()
+			}
+			close(req.done)
 		default:
 		}
 		w.releaseAcked()
@@ -304,7 +353,7 @@ func (w *Writer) run() {
 func (w *Writer) park() {
 	ready := func() bool {
 		return (w.link != nil && w.cfg.Ring.Ready()) ||
-			len(w.attach) > 0 ||
+			len(w.attach) > 0 || len(w.detach) > 0 ||
 			w.peerAcked.Load() > w.released ||
 			(w.link != nil && w.ackDue.Load() > w.ackSent) ||
 			(w.stopping() && w.cfg.Ring.Drained() && w.cfg.Ring.Retained() == 0)
@@ -362,6 +411,9 @@ func (w *Writer) releaseAcked() {
 	w.cfg.Ring.Release(int(n))
 	w.released = acked
 	w.cfg.Counters.Acked.Add(delivered)
+	if w.cfg.Released != nil {
+		w.cfg.Released()
+	}
 }
 
 // sendAck acknowledges what the peer sent on this stream, if anything new.
@@ -431,8 +483,14 @@ func (w *Writer) add(env *batch.Envelope) error {
 	return err
 }
 
-// flush sends the frame being built, if any.
+// flush sends the frame being built, if any. It asks the peer for an ack
+// when the writer is about to go idle, or when half the ring waits for
+// acknowledgement, so that acks cost a frame per burst.
 func (w *Writer) flush() error {
+	r := w.cfg.Ring
+	if !r.Ready() || r.Retained() >= r.Cap()/2 {
+		w.enc.RequestAck()
+	}
 	first := w.enc.NextPosition() - uint64(w.enc.Len())
 	buf, err := w.enc.Flush()
 	if err != nil || buf == nil {

@@ -1,0 +1,484 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/wire"
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
+	"github.com/courier-go/courier/proto/courier/v1/transportv1"
+	"github.com/courier-go/courier/reader"
+	"github.com/courier-go/courier/ring"
+	"github.com/courier-go/courier/writer"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// lane is one lane of an endpoint: its queue, its writer and counters.
+type lane struct {
+	ring *ring.Ring[batch.Envelope]
+	sc   sendCounters
+	w    *writer.Writer
+	wc   writer.Counters
+	rc   reader.Counters // receive side of this node's own streams
+}
+
+// endpoint is everything this node keeps for one peer address.
+type endpoint struct {
+	m          *Manager
+	address    string
+	clientOnly bool // a client-only peer's endpoint: it never dials
+	lanes      [2]lane
+	highWater  int
+	lowWater   int
+
+	state      atomic.Uint32 // State
+	throttled  atomic.Int32
+	peer       atomic.Pointer[Peer]
+	reconnects atomic.Uint64
+	endedAt    atomic.Int64 // unix nanos of termination
+
+	ctx    context.Context // canceled when the endpoint stops for good
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	down   chan error    // a link failed; capacity 1
+	attach chan attachment
+
+	closeOnce sync.Once
+	closing   atomic.Bool // close began: the end is not a failure
+}
+
+// attachment hands a client-only endpoint a stream its peer opened.
+type attachment struct {
+	lane   batch.Lane
+	link   *writer.Link
+	peer   Peer
+	closed <-chan struct{} // closed when the stream's handler ends
+}
+
+func newEndpoint(m *Manager, address string, clientOnly bool) (*endpoint, error) {
+	o := &m.o
+	ctx, cancel := context.WithCancel(m.ctx)
+	ep := &endpoint{
+		m:          m,
+		address:    address,
+		clientOnly: clientOnly,
+		highWater:  max(1, int(math.Ceil(o.highWater*float64(o.userQueue)))),
+		lowWater:   int(o.lowWater * float64(o.userQueue)),
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		down:       make(chan error, 1),
+		attach:     make(chan attachment, 2),
+	}
+	if clientOnly {
+		ep.state.Store(uint32(StateWaiting))
+	}
+	for i, capacity := range []int{o.userQueue, o.systemQueue} {
+		ln := &ep.lanes[i]
+		r, err := ring.New[batch.Envelope](capacity)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		ln.ring = r
+		laneID := batch.Lane(i)
+		ln.w, err = writer.New(writer.Config{
+			Lane:              laneID,
+			Ring:              r,
+			MaxEnvelopes:      o.batchEnvelopes,
+			MaxBytes:          o.batchBytes,
+			Linger:            o.linger,
+			Compress:          o.compress,
+			CompressThreshold: o.compressThreshold,
+			SelfContained:     laneID == batch.LaneSystem,
+			Counters:          &ln.wc,
+			DeadLetter: func(env *batch.Envelope, reason writer.Reason) {
+				m.deadLetter(address, env, reason)
+			},
+			LinkDown: func(_ *writer.Link, err error) { ep.linkDown(err) },
+			Released: ep.released,
+			Logger:   m.log,
+		})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	return ep, nil
+}
+
+// send queues env on its lane.
+func (ep *endpoint) send(ctx context.Context, env *Envelope) error {
+	ln := &ep.lanes[env.Lane]
+	if len(env.Payload) > ep.m.o.limits.MaxFrameBytes-64 {
+		ln.sc.refused.Add(1)
+		return fmt.Errorf("%w: payload of %d bytes, max frame %d", ErrTooLarge, len(env.Payload), ep.m.o.limits.MaxFrameBytes)
+	}
+	err := ln.ring.TryPush(*env)
+	if err == nil {
+		ln.sc.enqueued.Add(1)
+		if env.Lane == batch.LaneUser {
+			ep.checkThrottle(ln.ring.Len())
+		}
+		return nil
+	}
+	if errors.Is(err, ring.ErrClosed) {
+		ln.sc.refused.Add(1)
+		if ep.m.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: %s", ErrEndpointTerminated, ep.address)
+	}
+	// Full.
+	if env.Lane == batch.LaneSystem {
+		ln.sc.refused.Add(1)
+		ep.terminate(writer.ReasonEndpointTerminated, ErrSystemQueueFull)
+		return fmt.Errorf("%w: %s", ErrSystemQueueFull, ep.address)
+	}
+	ep.checkThrottle(ln.ring.Len())
+	switch ep.m.o.overflow {
+	case Fail:
+		ln.sc.refused.Add(1)
+		return ErrQueueFull
+	case Block:
+		if err := ln.ring.Push(ctx, *env); err != nil {
+			ln.sc.refused.Add(1)
+			if errors.Is(err, ring.ErrClosed) {
+				return fmt.Errorf("%w: %s", ErrEndpointTerminated, ep.address)
+			}
+			return err
+		}
+		ln.sc.enqueued.Add(1)
+		return nil
+	default:
+		ln.sc.droppedFull.Add(1)
+		ep.m.deadLetter(ep.address, env, writer.ReasonQueueFull)
+		return nil
+	}
+}
+
+// checkThrottle raises the throttled event when the user queue reaches the
+// high watermark.
+func (ep *endpoint) checkThrottle(n int) {
+	if n >= ep.highWater && ep.throttled.Load() == 0 && ep.throttled.CompareAndSwap(0, 1) {
+		ep.emit(Event{Type: EventThrottled, Level: 1, QueueLen: n, QueueCap: ep.lanes[batch.LaneUser].ring.Cap()})
+	}
+}
+
+// released runs in a writer goroutine after acknowledged envelopes left a
+// queue: it clears the throttle below the low watermark.
+func (ep *endpoint) released() {
+	n := ep.lanes[batch.LaneUser].ring.Len()
+	if n <= ep.lowWater && ep.throttled.Load() == 1 && ep.throttled.CompareAndSwap(1, 0) {
+		ep.emit(Event{Type: EventThrottled, Level: 0, QueueLen: n, QueueCap: ep.lanes[batch.LaneUser].ring.Cap()})
+	}
+}
+
+func (ep *endpoint) emit(ev Event) {
+	ev.Address = ep.address
+	if p := ep.peer.Load(); p != nil {
+		ev.Peer = *p
+	}
+	ep.m.events.emit(ev)
+}
+
+// linkDown is called when a stream of the current connection failed.
+func (ep *endpoint) linkDown(err error) {
+	select {
+	case ep.down <- err:
+	default:
+	}
+}
+
+// replaceable reports whether a Send may replace this endpoint with a new
+// one: it terminated long enough ago that dialing again is not a tight loop.
+func (ep *endpoint) replaceable() bool {
+	if State(ep.state.Load()) != StateTerminated || ep.clientOnly {
+		return false
+	}
+	return time.Since(time.Unix(0, ep.endedAt.Load())) >= ep.m.o.reconnect.Max
+}
+
+// terminate gives up: both queues are closed and everything in them is
+// dead-lettered with reason.
+func (ep *endpoint) terminate(reason writer.Reason, err error) {
+	for {
+		s := ep.state.Load()
+		if State(s) == StateTerminated {
+			return
+		}
+		if ep.state.CompareAndSwap(s, uint32(StateTerminated)) {
+			break
+		}
+	}
+	ep.endedAt.Store(time.Now().UnixNano())
+	for i := range ep.lanes {
+		ep.lanes[i].ring.Close()
+		ep.lanes[i].w.Terminate(reason)
+	}
+	ep.cancel()
+	ep.emit(Event{Type: EventTerminated, Reason: reason.String(), Err: err})
+}
+
+// close flushes the endpoint within ctx and stops it.
+func (ep *endpoint) close(ctx context.Context) {
+	ep.closeOnce.Do(func() {
+		ep.closing.Store(true)
+		for i := range ep.lanes {
+			ep.lanes[i].ring.Close()
+		}
+		var wg sync.WaitGroup
+		for i := range ep.lanes {
+			wg.Add(1)
+			go func(w *writer.Writer) {
+				defer wg.Done()
+				w.Stop(ctx)
+			}(ep.lanes[i].w)
+		}
+		wg.Wait()
+		ep.cancel()
+	})
+	<-ep.done
+}
+
+// run is the endpoint's goroutine: it keeps the connection up, or, for a
+// client-only peer, waits for the peer's streams.
+func (ep *endpoint) run() {
+	defer close(ep.done)
+	defer func() {
+		for i := range ep.lanes {
+			<-ep.lanes[i].w.Done()
+		}
+	}()
+	if ep.clientOnly {
+		ep.serveClient()
+		return
+	}
+	conn, err := grpc.NewClient(ep.address, ep.m.dialOptions()...)
+	if err != nil {
+		ep.terminate(writer.ReasonEndpointTerminated, err)
+		return
+	}
+	defer conn.Close()
+	client := transportv1.NewTransportClient(conn)
+	attempt := 0
+	for ep.ctx.Err() == nil {
+		err := ep.connection(client, attempt > 0 || ep.reconnects.Load() > 0)
+		if ep.ctx.Err() != nil {
+			return
+		}
+		var refused *wire.RefusedError
+		if errors.As(err, &refused) {
+			ep.emit(Event{Type: EventPeerRefused, Err: err})
+			reason := writer.ReasonEndpointTerminated
+			if errors.Is(err, wire.ErrBlocked) {
+				reason = writer.ReasonBlocked
+			}
+			ep.terminate(reason, err)
+			return
+		}
+		attempt++
+		b := ep.m.o.reconnect
+		if b.MaxAttempts > 0 && attempt > b.MaxAttempts {
+			ep.terminate(writer.ReasonEndpointTerminated, fmt.Errorf("gave up after %d attempts: %w", b.MaxAttempts, err))
+			return
+		}
+		ep.state.Store(uint32(StateReconnecting))
+		delay := b.Delay(attempt)
+		ep.emit(Event{Type: EventReconnecting, Attempt: attempt, Delay: delay, Err: err})
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case <-ep.ctx.Done():
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// connection opens both streams, runs them until one fails, and returns why.
+// A connection that came up resets the caller's attempt count by returning
+// through the success path below.
+func (ep *endpoint) connection(client transportv1.TransportClient, again bool) error {
+	ctx, cancel := context.WithCancel(ep.ctx)
+	defer cancel()
+	// Drain a failure report from the previous connection.
+	select {
+	case <-ep.down:
+	default:
+	}
+	var links [2]*writer.Link
+	var streams [2]transportv1.Transport_ConnectClient
+	var peer Peer
+	for i := range links {
+		l, s, p, err := ep.open(ctx, client, batch.Lane(i))
+		if err != nil {
+			return err
+		}
+		links[i], streams[i], peer = l, s, p
+	}
+	ep.peer.Store(&peer)
+	ep.state.Store(uint32(StateConnected))
+	if again {
+		ep.reconnects.Add(1)
+		ep.emit(Event{Type: EventReconnected})
+	} else {
+		ep.emit(Event{Type: EventConnected})
+	}
+	// Receive loops: acks of what this node sends, and a listening peer's
+	// answers when this node is client-only.
+	var wg sync.WaitGroup
+	for i := range links {
+		ln := &ep.lanes[i]
+		lane := batch.Lane(i)
+		in := ep.m.inboundLane(peer, lane)
+		rcv := &reader.Receive{
+			Stream:    streams[i],
+			Peer:      peer,
+			Lane:      lane,
+			Limits:    links[i].Limits,
+			Deliver:   ep.m.deliver,
+			State:     &in.state,
+			Ack:       func(pos uint64) error { ln.w.AckReceived(pos); return nil },
+			PeerAcked: ln.w.PeerAcked,
+			Counters:  &ln.rc,
+			Logger:    ep.m.log,
+		}
+		rcv.Generation = rcv.State.Claim()
+		if err := ln.w.Attach(links[i]); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ep.linkDown(rcv.Run())
+		}()
+	}
+	var err error
+	select {
+	case err = <-ep.down:
+	case <-ep.ctx.Done():
+		err = ep.ctx.Err()
+		if ep.closing.Load() {
+			// The writers have stopped: this goroutine may send. Tell the
+			// peer, so that it does not take the end for a failure.
+			for _, s := range streams {
+				if wire.Goodbye(s, "node shutting down") == nil {
+					_ = s.CloseSend()
+				}
+			}
+		}
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// open opens one lane's stream in ctx and runs the dialer's handshake on it,
+// within the handshake timeout.
+func (ep *endpoint) open(ctx context.Context, client transportv1.TransportClient, lane batch.Lane) (*writer.Link, transportv1.Transport_ConnectClient, Peer, error) {
+	m := ep.m
+	sctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(m.o.handshakeTimeout, cancel) // a late Welcome cancels the stream
+	s, err := client.Connect(sctx, grpc.ForceCodecV2(wire.Codec{}))
+	if err == nil {
+		var welcome *courierv1.Welcome
+		welcome, err = wire.Dial(s, &courierv1.Hello{
+			ProtocolVersion: wire.ProtocolVersion,
+			SystemId:        m.o.systemID,
+			Incarnation:     m.incarnation,
+			Address:         m.advertised(),
+			Lane:            wire.LaneToProto(lane),
+			Limits:          m.o.limits.Proto(),
+		})
+		if !timer.Stop() && err == nil {
+			err = fmt.Errorf("%w: no welcome within %v", wire.ErrHandshake, m.o.handshakeTimeout)
+		}
+		if err == nil {
+			limits := batch.LimitsFromProto(welcome.GetLimits(), m.o.limits).Min(m.o.limits)
+			peer := Peer{SystemID: welcome.GetSystemId(), Address: ep.address, Incarnation: welcome.GetIncarnation()}
+			// The stream lives until ctx, the connection's context, ends.
+			context.AfterFunc(ctx, cancel)
+			return &writer.Link{Stream: s, Limits: limits}, s, peer, nil
+		}
+	}
+	timer.Stop()
+	cancel()
+	return nil, nil, Peer{}, err
+}
+
+func (m *Manager) dialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableRetry(),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(m.o.limits.MaxFrameBytes+1024),
+			grpc.MaxCallSendMsgSize(m.o.limits.MaxFrameBytes+1024),
+		),
+	}
+	if m.o.streamWindow > 0 {
+		opts = append(opts, grpc.WithInitialWindowSize(m.o.streamWindow), grpc.WithInitialConnWindowSize(m.o.connWindow))
+	}
+	if m.o.readBuffer > 0 {
+		opts = append(opts, grpc.WithReadBufferSize(m.o.readBuffer))
+	}
+	if m.o.writeBuffer > 0 {
+		opts = append(opts, grpc.WithWriteBufferSize(m.o.writeBuffer))
+	}
+	return append(opts, m.o.dialOptions...)
+}
+
+// serveClient runs a client-only peer's endpoint: its writers use the
+// streams the peer opened, handed over by acceptStream.
+func (ep *endpoint) serveClient() {
+	for {
+		select {
+		case a := <-ep.attach:
+			p := a.peer
+			ep.peer.Store(&p)
+			if err := ep.lanes[a.lane].w.Attach(a.link); err == nil {
+				ep.state.Store(uint32(StateConnected))
+			}
+		case <-ep.ctx.Done():
+			return
+		}
+	}
+}
+
+// stats returns a snapshot of the endpoint's statistics.
+func (ep *endpoint) stats() EndpointStats {
+	s := EndpointStats{
+		Address:    ep.address,
+		State:      State(ep.state.Load()),
+		Throttled:  int(ep.throttled.Load()),
+		Reconnects: ep.reconnects.Load(),
+	}
+	if p := ep.peer.Load(); p != nil {
+		s.Peer = *p
+	}
+	for i, ls := range []*LaneStats{&s.User, &s.System} {
+		ln := &ep.lanes[i]
+		ls.Enqueued = ln.sc.enqueued.Load()
+		ls.Refused = ln.sc.refused.Load()
+		ls.Sent = ln.wc.Sent.Load()
+		ls.Acked = ln.wc.Acked.Load()
+		ls.Resent = ln.wc.Resent.Load()
+		ls.Batches = ln.wc.Batches.Load()
+		ls.BytesOut = ln.wc.BytesOut.Load()
+		for r := range ls.DeadLettered {
+			ls.DeadLettered[r] = ln.wc.DeadLettered[r].Load()
+		}
+		ls.DeadLettered[writer.ReasonQueueFull] += ln.sc.droppedFull.Load()
+		ls.Queued = ln.ring.Len()
+		ls.Capacity = ln.ring.Cap()
+		s.BytesIn += ln.rc.BytesIn.Load()
+	}
+	return s
+}

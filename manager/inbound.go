@@ -1,0 +1,189 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/wire"
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
+	"github.com/courier-go/courier/reader"
+	"github.com/courier-go/courier/writer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// inboundKey names one lane from one peer incarnation.
+type inboundKey struct {
+	systemID    string
+	incarnation uint64
+	lane        batch.Lane
+}
+
+// inboundLane is what this node keeps for one lane from one peer
+// incarnation: what has been delivered, and receive statistics.
+type inboundLane struct {
+	state    reader.LaneState
+	counters reader.Counters
+}
+
+func (m *Manager) inboundLane(p Peer, lane batch.Lane) *inboundLane {
+	k := inboundKey{p.SystemID, p.Incarnation, lane}
+	if v, ok := m.inbound.Load(k); ok {
+		return v.(*inboundLane)
+	}
+	v, _ := m.inbound.LoadOrStore(k, new(inboundLane))
+	return v.(*inboundLane)
+}
+
+// deliver hands an inbound envelope to the handler.
+func (m *Manager) deliver(p *Peer, env *batch.Envelope) { m.o.handler.Deliver(*p, env) }
+
+// clientAddress is the address this node gives a client-only peer.
+func clientAddress(h *courierv1.Hello) string {
+	return ClientAddressPrefix + h.GetSystemId() + ":" + strconv.FormatUint(h.GetIncarnation(), 16)
+}
+
+// checkHello decides on a Hello that passed the generic checks.
+func (m *Manager) checkHello(_ context.Context, h *courierv1.Hello) (*courierv1.Welcome, error) {
+	if m.closed.Load() {
+		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "node is shutting down")
+	}
+	limits := batch.LimitsFromProto(h.GetLimits(), m.o.limits).Min(m.o.limits)
+	return &courierv1.Welcome{
+		Accepted:    true,
+		SystemId:    m.o.systemID,
+		Incarnation: m.incarnation,
+		Address:     m.advertised(),
+		Limits:      limits.Proto(),
+	}, nil
+}
+
+// refusedStream reports a refused or failed handshake.
+func (m *Manager) refusedStream(h *courierv1.Hello, err error) {
+	ev := Event{Type: EventPeerRefused, Err: err}
+	if h != nil {
+		ev.Peer = Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}
+		ev.Address = h.GetAddress()
+	}
+	m.events.emit(ev)
+}
+
+// acceptStream sets up the receive side of an accepted stream. A peer with
+// an address is answered on the stream with acks only, sent by the receive
+// loop itself; traffic to it goes over this node's own connection. A
+// client-only peer's stream also carries this node's traffic to it, sent by
+// the writer of its endpoint.
+func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courierv1.Welcome, s wire.Stream) (*reader.Accepted, error) {
+	lane, _ := wire.LaneFromProto(h.GetLane())
+	peer := Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}
+	in := m.inboundLane(peer, lane)
+	acc := &reader.Accepted{Receive: reader.Receive{
+		Peer:     peer,
+		Deliver:  m.deliver,
+		State:    &in.state,
+		Counters: &in.counters,
+		Logger:   m.log,
+	}}
+	acc.Receive.Generation = in.state.Claim()
+	if peer.Address != "" {
+		is := &inboundStream{s: s}
+		m.streams.Store(is, struct{}{})
+		acc.Receive.Ack = is.ack
+		report := m.streamDone(peer)
+		acc.Done = func(err error) {
+			m.streams.Delete(is)
+			report(err)
+		}
+		return acc, nil
+	}
+
+	// A client-only peer: its endpoint sends over this stream.
+	peer.Address = clientAddress(h)
+	acc.Receive.Peer = peer
+	ep, err := m.clientEndpoint(peer.Address)
+	if err != nil {
+		return nil, err
+	}
+	ln := &ep.lanes[lane]
+	link := &writer.Link{Stream: s, Limits: batch.LimitsFromProto(w.GetLimits(), m.o.limits)}
+	closed := make(chan struct{})
+	select {
+	case ep.attach <- attachment{lane: lane, link: link, peer: peer, closed: closed}:
+	case <-ep.ctx.Done():
+		return nil, fmt.Errorf("%w: %s", ErrEndpointTerminated, peer.Address)
+	}
+	acc.Receive.Ack = func(pos uint64) error { ln.w.AckReceived(pos); return nil }
+	acc.Receive.PeerAcked = ln.w.PeerAcked
+	report := m.streamDone(peer)
+	acc.Done = func(err error) {
+		close(closed)
+		ln.w.Detach(link, m.o.handshakeTimeout)
+		report(err)
+	}
+	return acc, nil
+}
+
+// inboundStream is an accepted stream whose only traffic this way is acks,
+// sent by its receive loop, and the goodbye Close sends: the mutex keeps them
+// from sending at once.
+type inboundStream struct {
+	mu     sync.Mutex
+	s      wire.Stream
+	closed bool
+}
+
+func (is *inboundStream) ack(pos uint64) error {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.closed {
+		return nil
+	}
+	return reader.AckInline(is.s)(pos)
+}
+
+// goodbye tells the peer this node is closing; nothing is sent after.
+func (is *inboundStream) goodbye() {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if !is.closed {
+		is.closed = true
+		_ = wire.Goodbye(is.s, "node shutting down")
+	}
+}
+
+// clientEndpoint returns the endpoint of a client-only peer, creating it.
+func (m *Manager) clientEndpoint(address string) (*endpoint, error) {
+	if v, ok := m.endpoints.Load(address); ok {
+		return v.(*endpoint), nil
+	}
+	return m.newEndpoint(address, true)
+}
+
+// streamDone returns the function that reports how an inbound stream ended.
+func (m *Manager) streamDone(p Peer) func(error) {
+	return func(err error) {
+		if err == nil || isQuietEnd(err) {
+			return
+		}
+		m.events.emit(Event{Type: EventStreamError, Address: p.Address, Peer: p, Err: err})
+	}
+}
+
+// isQuietEnd reports whether an inbound stream ended the ordinary way: the
+// peer said goodbye or went away, or this node is closing.
+func isQuietEnd(err error) bool {
+	if errors.Is(err, reader.ErrGoodbye) || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, reader.ErrSuperseded) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.Unavailable:
+		return true
+	}
+	return false
+}

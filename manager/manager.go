@@ -1,0 +1,374 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/wire"
+	"github.com/courier-go/courier/proto/courier/v1/transportv1"
+	"github.com/courier-go/courier/reader"
+	"google.golang.org/grpc"
+)
+
+// Errors returned by the Manager. Compare with errors.Is.
+var (
+	// ErrInvalidOption: New was given options out of range; the error
+	// lists every one.
+	ErrInvalidOption = errors.New("manager: invalid option")
+	// ErrClosed: the manager is closed, or closing.
+	ErrClosed = errors.New("manager: closed")
+	// ErrNotStarted: the call needs Start first.
+	ErrNotStarted = errors.New("manager: not started")
+	// ErrAlreadyStarted: Start was called twice.
+	ErrAlreadyStarted = errors.New("manager: already started")
+	// ErrQueueFull: the user queue is full and the overflow policy is Fail.
+	ErrQueueFull = errors.New("manager: queue full")
+	// ErrTooLarge: the envelope can never fit in a frame.
+	ErrTooLarge = errors.New("manager: envelope too large")
+	// ErrInvalidEnvelope: the envelope has no target, or an unknown lane.
+	ErrInvalidEnvelope = errors.New("manager: invalid envelope")
+	// ErrEndpointTerminated: the endpoint for the address gave up; sends
+	// are refused until it is replaced (see Send).
+	ErrEndpointTerminated = errors.New("manager: endpoint terminated")
+	// ErrSystemQueueFull: the peer left the system queue full; it is
+	// treated as failed.
+	ErrSystemQueueFull = errors.New("manager: system queue full, peer failed")
+	// ErrUnknownClient: the address names a client-only peer that is not
+	// connected.
+	ErrUnknownClient = errors.New("manager: unknown client-only peer")
+)
+
+// Re-exported handshake errors: a dialer sees them, wrapped, in
+// EventPeerRefused and EventTerminated.
+var (
+	ErrRefused      = wire.ErrRefused
+	ErrVersion      = wire.ErrVersion
+	ErrBlocked      = wire.ErrBlocked
+	ErrUnauthorized = wire.ErrUnauthorized
+)
+
+// Envelope is the message envelope; see batch.Envelope.
+type Envelope = batch.Envelope
+
+// Peer identifies a remote node; see reader.Peer.
+type Peer = reader.Peer
+
+// Handler receives inbound envelopes.
+//
+// Deliver is called from several goroutines at once: one per inbound
+// stream, so one per lane per peer. Envelopes of one lane from one peer
+// arrive in order, from one goroutine at a time. env and everything it
+// refers to are valid until Deliver returns; use env.Clone to keep them.
+// A slow Deliver on the user lane holds back that peer's user lane, never
+// its system lane.
+type Handler interface {
+	Deliver(peer Peer, env *Envelope)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(peer Peer, env *Envelope)
+
+// Deliver calls f.
+func (f HandlerFunc) Deliver(peer Peer, env *Envelope) { f(peer, env) }
+
+// ClientAddressPrefix starts the address a listening node gives a
+// client-only peer (one without a listener): "client:" + system id + ":" +
+// incarnation in hex. Envelopes sent to that address travel back over the
+// streams the client opened.
+const ClientAddressPrefix = "client:"
+
+// Manager is a courier node: it listens for peers, keeps an endpoint per
+// peer it sends to, and delivers inbound envelopes to its Handler. Create
+// it with New; it is safe for concurrent use.
+type Manager struct {
+	o           options
+	incarnation uint64
+	log         *slog.Logger
+
+	endpoints sync.Map // address → *endpoint
+	inbound   sync.Map // inboundKey → *inboundLane
+	streams   sync.Map // *inboundStream → struct{}: accepted streams to say goodbye on
+	events    *events
+
+	mu      sync.Mutex // serializes endpoint creation with Close
+	closed  atomic.Bool
+	started atomic.Bool
+	addr    string
+	lis     net.Listener
+	server  *grpc.Server
+	serveWG sync.WaitGroup
+	ctx     context.Context // canceled by Close, after flushing
+	cancel  context.CancelFunc
+	epWG    sync.WaitGroup // endpoint goroutines
+
+	deadLetters atomic.Uint64
+}
+
+// New returns a manager configured by opts, validated all at once. It does
+// not listen until Start; a client-only node (no WithListenAddress) can
+// send at once.
+func New(opts ...Option) (*Manager, error) {
+	o := defaults()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.systemID == "" {
+		o.systemID = randomID()
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	var inc [8]byte
+	for binary.LittleEndian.Uint64(inc[:]) == 0 {
+		_, _ = rand.Read(inc[:])
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{
+		o:           o,
+		incarnation: binary.LittleEndian.Uint64(inc[:]),
+		log:         o.logger,
+		events:      newEvents(),
+		ctx:         ctx,
+		cancel:      cancel,
+	}
+	return m, nil
+}
+
+// SystemID returns the node's system id.
+func (m *Manager) SystemID() string { return m.o.systemID }
+
+// Incarnation returns the random number this node picked at New; a node
+// that restarts comes back with another.
+func (m *Manager) Incarnation() uint64 { return m.incarnation }
+
+// Start listens on the address of WithListenAddress and serves the
+// Transport service. A client-only node needs no Start. ctx bounds the
+// call only.
+func (m *Manager) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if m.o.listen == "" {
+		return fmt.Errorf("%w: no listen address (a client-only node needs no Start)", ErrInvalidOption)
+	}
+	if !m.started.CompareAndSwap(false, true) {
+		return ErrAlreadyStarted
+	}
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", m.o.listen)
+	if err != nil {
+		return fmt.Errorf("manager: listen: %w", err)
+	}
+	m.lis = lis
+	m.addr = lis.Addr().String()
+	m.server = grpc.NewServer(m.serverOptions()...)
+	transportv1.RegisterTransportServer(m.server, reader.NewServer(reader.ServerConfig{
+		HandshakeTimeout: m.o.handshakeTimeout,
+		Check:            m.checkHello,
+		Accept:           m.acceptStream,
+		Refused:          m.refusedStream,
+	}))
+	m.serveWG.Add(1)
+	go func() {
+		defer m.serveWG.Done()
+		_ = m.server.Serve(lis)
+	}()
+	m.log.Info("courier: listening", "addr", m.addr, "system", m.o.systemID)
+	return nil
+}
+
+// Addr returns the address the node listens on, with the real port when it
+// was 0; empty before Start and for a client-only node.
+func (m *Manager) Addr() string { return m.addr }
+
+// advertised is the address peers are told to reach this node at.
+func (m *Manager) advertised() string {
+	if m.o.advertise != "" {
+		return m.o.advertise
+	}
+	return m.addr
+}
+
+func (m *Manager) serverOptions() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(m.o.limits.MaxFrameBytes + 1024),
+		grpc.MaxSendMsgSize(m.o.limits.MaxFrameBytes + 1024),
+	}
+	if m.o.streamWindow > 0 {
+		opts = append(opts, grpc.InitialWindowSize(m.o.streamWindow), grpc.InitialConnWindowSize(m.o.connWindow))
+	}
+	if m.o.readBuffer > 0 {
+		opts = append(opts, grpc.ReadBufferSize(m.o.readBuffer))
+	}
+	if m.o.writeBuffer > 0 {
+		opts = append(opts, grpc.WriteBufferSize(m.o.writeBuffer))
+	}
+	return append(opts, m.o.serverOptions...)
+}
+
+// Send queues env for the process env.Target on the node at address. It
+// never takes a global lock: the endpoint for the address is looked up
+// without one, and created, dialing lazily, on first use.
+//
+// A user envelope (env.Lane LaneUser) goes to the peer's user queue; when
+// that is full the overflow policy decides: DropNewest dead-letters it and
+// returns nil, Block waits for room until ctx ends, Fail returns
+// ErrQueueFull. A system envelope goes to the system queue, which is never
+// dropped: a peer that lets it fill is treated as failed.
+//
+// Send copies env; env's Payload and header values must not change until
+// the envelope is delivered or dead-lettered. Send returns an error, and
+// the envelope is not queued, for an invalid or too large envelope, a
+// closed manager, or a terminated endpoint.
+func (m *Manager) Send(ctx context.Context, address string, env *Envelope) error {
+	if env.Target == "" || env.Lane > batch.LaneSystem {
+		return fmt.Errorf("%w: target %q lane %d", ErrInvalidEnvelope, env.Target, env.Lane)
+	}
+	ep, err := m.endpoint(address)
+	if err != nil {
+		return err
+	}
+	return ep.send(ctx, env)
+}
+
+// endpoint returns the endpoint for address, creating it on first use.
+func (m *Manager) endpoint(address string) (*endpoint, error) {
+	if v, ok := m.endpoints.Load(address); ok {
+		ep := v.(*endpoint)
+		if !ep.replaceable() {
+			return ep, nil
+		}
+	}
+	if strings.HasPrefix(address, ClientAddressPrefix) {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownClient, address)
+	}
+	return m.newEndpoint(address, false)
+}
+
+// newEndpoint creates and starts the endpoint for address, unless another
+// goroutine got there first or the manager is closing.
+func (m *Manager) newEndpoint(address string, clientOnly bool) (*endpoint, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	if v, ok := m.endpoints.Load(address); ok {
+		ep := v.(*endpoint)
+		if !ep.replaceable() {
+			return ep, nil
+		}
+		m.endpoints.CompareAndDelete(address, ep)
+	}
+	ep, err := newEndpoint(m, address, clientOnly)
+	if err != nil {
+		return nil, err
+	}
+	m.endpoints.Store(address, ep)
+	m.epWG.Add(1)
+	go func() {
+		defer m.epWG.Done()
+		ep.run()
+	}()
+	return ep, nil
+}
+
+// Subscribe calls f for every event from now on, from one goroutine, in
+// order. f must not block for long: events that find 1024 others waiting
+// are dropped (see DroppedEvents). The returned function unsubscribes.
+func (m *Manager) Subscribe(f func(Event)) (unsubscribe func()) {
+	return m.events.subscribe(f)
+}
+
+// DroppedEvents returns how many events were dropped because subscribers
+// fell behind.
+func (m *Manager) DroppedEvents() uint64 { return m.events.dropped.Load() }
+
+// DeadLetters returns how many envelopes have been dead-lettered in all.
+func (m *Manager) DeadLetters() uint64 { return m.deadLetters.Load() }
+
+// Stats returns a snapshot of the statistics of the endpoint for address.
+func (m *Manager) Stats(address string) (EndpointStats, bool) {
+	v, ok := m.endpoints.Load(address)
+	if !ok {
+		return EndpointStats{}, false
+	}
+	return v.(*endpoint).stats(), true
+}
+
+// AllStats returns a snapshot of every endpoint's statistics.
+func (m *Manager) AllStats() []EndpointStats {
+	var all []EndpointStats
+	m.endpoints.Range(func(_, v any) bool {
+		all = append(all, v.(*endpoint).stats())
+		return true
+	})
+	return all
+}
+
+// deadLetter reports an undelivered envelope to the handler, or logs it.
+func (m *Manager) deadLetter(address string, env *Envelope, reason DeadLetterReason) {
+	m.deadLetters.Add(1)
+	if m.o.deadLetter != nil {
+		m.o.deadLetter(DeadLetter{Address: address, Envelope: env.Clone(), Reason: reason})
+		return
+	}
+	m.log.Debug("courier: dead letter", "address", address, "target", env.Target, "reason", reason.String())
+}
+
+// Close stops the node: Send fails from now on, queued envelopes are sent
+// and their acknowledgements awaited until ctx ends, what remains is
+// dead-lettered with reason shutdown, peers are told goodbye, streams and
+// the listener close, and every goroutine the manager started has exited
+// when Close returns. Close is idempotent; later calls wait for the first.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	first := m.closed.CompareAndSwap(false, true)
+	m.mu.Unlock()
+	if !first {
+		m.epWG.Wait()
+		m.serveWG.Wait()
+		return nil
+	}
+	// Flush every endpoint at once, within ctx.
+	var wg sync.WaitGroup
+	m.endpoints.Range(func(_, v any) bool {
+		ep := v.(*endpoint)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ep.close(ctx)
+		}()
+		return true
+	})
+	wg.Wait()
+	m.cancel()
+	m.epWG.Wait()
+	if m.server != nil {
+		// Inbound streams last as long as their peers keep them: tell the
+		// peers goodbye, then close the connections.
+		m.streams.Range(func(k, _ any) bool {
+			k.(*inboundStream).goodbye()
+			return true
+		})
+		m.server.Stop()
+	}
+	m.serveWG.Wait()
+	m.events.close()
+	return nil
+}

@@ -1,0 +1,134 @@
+package manager
+
+import (
+	"sync/atomic"
+
+	"github.com/courier-go/courier/writer"
+)
+
+// State is an endpoint's connection state.
+type State uint8
+
+// Endpoint states.
+const (
+	// StateConnecting: dialing or handshaking for the first time.
+	StateConnecting State = iota
+	// StateConnected: streams up, envelopes flowing.
+	StateConnected
+	// StateReconnecting: the connection failed; waiting to retry.
+	StateReconnecting
+	// StateTerminated: given up for good.
+	StateTerminated
+	// StateWaiting: a client-only peer's endpoint, waiting for the peer to
+	// connect (again).
+	StateWaiting
+)
+
+// String returns the state's name.
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateTerminated:
+		return "terminated"
+	case StateWaiting:
+		return "waiting"
+	}
+	return "state"
+}
+
+// DeadLetterReason says why an envelope was not delivered.
+type DeadLetterReason = writer.Reason
+
+// Dead-letter reasons.
+const (
+	ReasonQueueFull          = writer.ReasonQueueFull
+	ReasonTooLarge           = writer.ReasonTooLarge
+	ReasonEndpointTerminated = writer.ReasonEndpointTerminated
+	ReasonBlocked            = writer.ReasonBlocked
+	ReasonShutdown           = writer.ReasonShutdown
+)
+
+// DeadLetter is an envelope that was not delivered.
+type DeadLetter struct {
+	// Address is the endpoint it was sent to.
+	Address string
+	// Envelope is the envelope, owned by the handler.
+	Envelope Envelope
+	// Reason says why it was not delivered.
+	Reason DeadLetterReason
+}
+
+// LaneStats are one lane's statistics.
+type LaneStats struct {
+	// Enqueued counts envelopes accepted into the lane's queue.
+	Enqueued uint64
+	// Sent counts envelopes handed to a stream for the first time.
+	Sent uint64
+	// Acked counts envelopes the peer has acknowledged as delivered.
+	Acked uint64
+	// Resent counts envelopes sent again after a reconnect.
+	Resent uint64
+	// Refused counts Sends that returned an error without queueing.
+	Refused uint64
+	// DeadLettered counts envelopes dead-lettered, by reason; the queue
+	// full reason counts envelopes dropped at Send, never enqueued.
+	DeadLettered [writer.NumReasons]uint64
+	// Queued is the queue's length: envelopes waiting to be sent plus those
+	// sent and awaiting acknowledgement. Capacity is its size.
+	Queued, Capacity int
+	// Batches counts frames sent, BytesOut their bytes.
+	Batches, BytesOut uint64
+}
+
+// DeadLetteredAfterEnqueue sums the dead letters of envelopes that had been
+// enqueued: every reason but queue full.
+func (s *LaneStats) DeadLetteredAfterEnqueue() uint64 {
+	var n uint64
+	for r, c := range s.DeadLettered {
+		if writer.Reason(r) != writer.ReasonQueueFull {
+			n += c
+		}
+	}
+	return n
+}
+
+// Balanced reports whether every enqueued envelope is accounted for:
+// Enqueued == Acked + DeadLetteredAfterEnqueue + Queued. It holds whenever
+// the lane is quiet (no Send or acknowledgement in flight).
+func (s *LaneStats) Balanced() bool {
+	return s.Enqueued == s.Acked+s.DeadLetteredAfterEnqueue()+uint64(s.Queued)
+}
+
+// EndpointStats is a snapshot of one endpoint's statistics.
+type EndpointStats struct {
+	// Address is the endpoint's address.
+	Address string
+	// Peer is the peer as of the last handshake.
+	Peer Peer
+	// State is the connection state.
+	State State
+	// User and System are the two lanes.
+	User, System LaneStats
+	// BytesIn counts frame bytes received from the peer on this node's own
+	// connection to it (acks, and a client-only peer's traffic).
+	BytesIn uint64
+	// Throttled is 1 while the user queue is above its low watermark after
+	// reaching the high one, else 0.
+	Throttled int
+	// Reconnects counts reconnections after a failure.
+	Reconnects uint64
+}
+
+// sendCounters are a lane's producer-side counters: written by Send.
+type sendCounters struct {
+	_           [128]byte
+	enqueued    atomic.Uint64
+	refused     atomic.Uint64
+	droppedFull atomic.Uint64
+	_           [128]byte
+}

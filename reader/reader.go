@@ -1,0 +1,323 @@
+package reader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/wire"
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
+	"github.com/courier-go/courier/proto/courier/v1/transportv1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Errors of the receive loop. Each error Receive returns wraps one of these
+// or a batch decoding sentinel.
+var (
+	// ErrGoodbye: the peer closed the stream on purpose.
+	ErrGoodbye = errors.New("reader: peer said goodbye")
+	// ErrProtocol: the peer sent a frame that is well formed but not
+	// allowed here, such as a second Hello.
+	ErrProtocol = errors.New("reader: protocol violation")
+	// ErrHandlerPanic: the delivery handler panicked; the stream is closed.
+	ErrHandlerPanic = errors.New("reader: handler panicked")
+	// ErrSuperseded: a newer stream of the same peer and lane took over.
+	ErrSuperseded = errors.New("reader: superseded by a newer stream")
+)
+
+// Peer identifies the node at the other end of a stream, as its Hello or
+// Welcome stated it.
+type Peer struct {
+	// SystemID is the peer's system id.
+	SystemID string
+	// Address is where the peer listens, or, for a client-only peer, the
+	// address this node gave it (see the manager's documentation).
+	Address string
+	// Incarnation is the peer's random start-up number.
+	Incarnation uint64
+}
+
+// pad keeps the counters off other cache lines.
+type pad [128]byte
+
+// Counters are a stream's receive statistics. Only the receive loop writes
+// them.
+type Counters struct {
+	_ pad
+	// Frames counts frames received, of every kind.
+	Frames atomic.Uint64
+	// BytesIn counts the bytes of every frame received.
+	BytesIn atomic.Uint64
+	// Delivered counts envelopes handed to the handler.
+	Delivered atomic.Uint64
+	// Duplicates counts envelopes dropped because they were delivered
+	// before (resent after a reconnect).
+	Duplicates atomic.Uint64
+	_          pad
+}
+
+// LaneState is what one lane from one peer incarnation has delivered. It
+// outlives streams, so that envelopes resent on a new stream after a
+// reconnect are delivered once, and it fences streams: only the stream that
+// claimed it last delivers. A receive loop holds its lock while it delivers
+// a batch (one uncontended lock per frame, none per envelope), so a new
+// stream's claim waits for the old stream's batch in progress and the lane
+// never delivers out of order.
+type LaneState struct {
+	mu    sync.Mutex
+	last  uint64 // last position delivered
+	owner uint64 // generation of the stream allowed to deliver
+}
+
+// Claim makes a new stream the lane's only deliverer and returns its
+// generation, for Receive.Generation. It waits for a batch in progress.
+func (s *LaneState) Claim() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.owner++
+	return s.owner
+}
+
+// Last returns the last position delivered.
+func (s *LaneState) Last() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// Receive is the receive side of one established stream, either end.
+type Receive struct {
+	// Stream is the stream; Receive is its only receiver.
+	Stream wire.Stream
+	// Peer is who is at the other end.
+	Peer Peer
+	// Lane is the lane the stream carries.
+	Lane batch.Lane
+	// Limits are the negotiated limits.
+	Limits batch.Limits
+	// Deliver receives each new envelope, in order. The envelope is valid
+	// until Deliver returns. Required.
+	Deliver func(peer *Peer, env *batch.Envelope)
+	// State is the lane's delivery state, shared by every stream of this
+	// peer incarnation and lane, and Generation the value Claim returned
+	// for this stream. Required.
+	State      *LaneState
+	Generation uint64
+	// Ack sends, or has sent, an Ack for everything delivered up to pos on
+	// this stream. Called after batches that ask for one. Required.
+	Ack func(pos uint64) error
+	// PeerAcked receives the peer's acks of what this node sent on the
+	// stream; nil ignores them.
+	PeerAcked func(pos uint64)
+	// Counters receives statistics. Required.
+	Counters *Counters
+	// Logger receives debug logs; nil means none.
+	Logger *slog.Logger
+}
+
+// Run receives and delivers frames until the stream ends or fails. It
+// returns the reason: ErrGoodbye when the peer closed on purpose, a wrapped
+// batch sentinel for bad frames, or the stream's error.
+func (r *Receive) Run() error {
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	dec, err := batch.NewDecoder(batch.DecoderConfig{Limits: r.Limits, Lane: r.Lane})
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	var in wire.InFrame
+	defer in.Free()
+	for {
+		if err := r.Stream.RecvMsg(&in); err != nil {
+			return err
+		}
+		frame := in.Bytes()
+		r.Counters.Frames.Add(1)
+		r.Counters.BytesIn.Add(uint64(len(frame)))
+		d, err := dec.Decode(frame)
+		if err != nil {
+			return err
+		}
+		switch d.Kind {
+		case batch.FrameBatch:
+			last, err := r.deliver(&d)
+			if err != nil {
+				return err
+			}
+			if d.AckRequested {
+				if err := r.Ack(last); err != nil {
+					return err
+				}
+			}
+		case batch.FrameAck:
+			if r.PeerAcked != nil {
+				r.PeerAcked(d.Control.GetAck().GetPosition())
+			}
+		case batch.FrameHeartbeat:
+		case batch.FrameGoodbye:
+			return fmt.Errorf("%w: %s", ErrGoodbye, d.Control.GetGoodbye().GetReason())
+		default:
+			return fmt.Errorf("%w: %v frame after the handshake", ErrProtocol, d.Kind)
+		}
+		in.Free()
+	}
+}
+
+// deliver hands a batch's new envelopes to the handler, drops the ones
+// delivered before, and returns the lane's last delivered position.
+func (r *Receive) deliver(d *batch.Decoded) (last uint64, err error) {
+	st := r.State
+	st.mu.Lock()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", ErrHandlerPanic, p)
+		}
+		st.mu.Unlock()
+	}()
+	if st.owner != r.Generation {
+		return 0, ErrSuperseded
+	}
+	last = st.last
+	pos := d.Position
+	var dup uint64
+	for i := range d.Envelopes {
+		if pos > last {
+			last = pos
+			st.last = last // before Deliver: a panicking handler does not get it again
+			r.Deliver(&r.Peer, &d.Envelopes[i])
+		} else {
+			dup++
+		}
+		pos++
+	}
+	if len(d.Envelopes) == 0 && d.Position > last+1 {
+		// The sender skipped positions: envelopes it could not send.
+		last = d.Position - 1
+		st.last = last
+	}
+	r.Counters.Delivered.Add(uint64(len(d.Envelopes)) - dup)
+	if dup > 0 {
+		r.Counters.Duplicates.Add(dup)
+	}
+	return last, nil
+}
+
+// AckInline returns an Ack function for a stream whose only sender is its
+// receive loop: it sends the Ack frame itself.
+func AckInline(s wire.Stream) func(pos uint64) error {
+	return func(pos uint64) error {
+		buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: pos}}})
+		if err != nil {
+			return err
+		}
+		return s.SendMsg(buf)
+	}
+}
+
+// Accepted is what a node decides about a stream once its handshake
+// succeeded.
+type Accepted struct {
+	// Receive is the receive loop to run; the Server fills in Stream,
+	// Lane and Limits.
+	Receive Receive
+	// Done is called with Run's result when the stream ends; nil ignores
+	// it.
+	Done func(err error)
+}
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// HandshakeTimeout bounds the wait for a stream's Hello.
+	HandshakeTimeout time.Duration
+	// Check decides on a Hello that passed wire.CheckHello: it returns the
+	// Welcome to send, with the negotiated limits, or a *wire.RefusedError.
+	Check func(ctx context.Context, hello *courierv1.Hello) (*courierv1.Welcome, error)
+	// Accept sets up the receive side of an accepted stream, or returns an
+	// error to close it.
+	Accept func(ctx context.Context, hello *courierv1.Hello, welcome *courierv1.Welcome, s wire.Stream) (*Accepted, error)
+	// Refused is told of every handshake this node refused or that failed;
+	// nil ignores them.
+	Refused func(hello *courierv1.Hello, err error)
+}
+
+// Server is the Transport gRPC service: it runs the listener's side of the
+// handshake on every Connect stream, then its receive loop.
+type Server struct {
+	transportv1.UnimplementedTransportServer
+	cfg ServerConfig
+}
+
+// NewServer returns a Server.
+func NewServer(cfg ServerConfig) *Server { return &Server{cfg: cfg} }
+
+// Connect serves one stream until it ends.
+func (s *Server) Connect(stream transportv1.Transport_ConnectServer) error {
+	ctx := stream.Context()
+	hello, welcome, err := wire.Accept(ctx, stream, s.cfg.HandshakeTimeout, func(h *courierv1.Hello) (*courierv1.Welcome, error) {
+		if err := wire.CheckHello(h); err != nil {
+			return nil, err
+		}
+		return s.cfg.Check(ctx, h)
+	})
+	if err != nil {
+		if s.cfg.Refused != nil {
+			s.cfg.Refused(hello, err)
+		}
+		return statusOf(err)
+	}
+	acc, err := s.cfg.Accept(ctx, hello, welcome, stream)
+	if err != nil {
+		return statusOf(err)
+	}
+	lane, _ := wire.LaneFromProto(hello.GetLane())
+	acc.Receive.Stream = stream
+	acc.Receive.Lane = lane
+	acc.Receive.Limits = batch.LimitsFromProto(welcome.GetLimits(), batch.DefaultLimits())
+	err = acc.Receive.Run()
+	if acc.Done != nil {
+		acc.Done(err)
+	}
+	if errors.Is(err, ErrGoodbye) {
+		return nil
+	}
+	return statusOf(err)
+}
+
+// statusOf turns an error into the gRPC status the dialer sees.
+func statusOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Unknown
+	switch {
+	case errors.Is(err, wire.ErrBlocked), errors.Is(err, wire.ErrUnauthorized):
+		code = codes.PermissionDenied
+	case errors.Is(err, wire.ErrVersion), errors.Is(err, wire.ErrInvalidHello):
+		code = codes.FailedPrecondition
+	case errors.Is(err, wire.ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, wire.ErrHandshake):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, batch.ErrFrameTooLarge), errors.Is(err, batch.ErrTooManyEnvelopes),
+		errors.Is(err, batch.ErrTooManyHeaders), errors.Is(err, batch.ErrDictionaryOverflow):
+		code = codes.ResourceExhausted
+	case errors.Is(err, batch.ErrCorruptFrame), errors.Is(err, batch.ErrUnknownString), errors.Is(err, ErrProtocol):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrHandlerPanic):
+		code = codes.Internal
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
