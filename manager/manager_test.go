@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,5 +87,222 @@ func TestTwoNodesInOrder(t *testing.T) {
 	}
 	if recv.from[0].SystemID != "a" || recv.from[0].Address != a.Addr() {
 		t.Fatalf("peer %+v", recv.from[0])
+	}
+}
+
+// events records a manager's events.
+type eventLog struct {
+	mu  sync.Mutex
+	evs []Event
+}
+
+func watch(m *Manager) *eventLog {
+	l := &eventLog{}
+	m.Subscribe(func(e Event) {
+		l.mu.Lock()
+		l.evs = append(l.evs, e)
+		l.mu.Unlock()
+	})
+	return l
+}
+
+// waitFor waits until an event matching f has been seen.
+func (l *eventLog) waitFor(t *testing.T, what string, d time.Duration, f func(Event) bool) Event {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		l.mu.Lock()
+		for _, e := range l.evs {
+			if f(e) {
+				l.mu.Unlock()
+				return e
+			}
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event within %v; saw %v", what, d, l.types())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (l *eventLog) types() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var s []string
+	for _, e := range l.evs {
+		s = append(s, e.Type.String())
+	}
+	return s
+}
+
+func (l *eventLog) count(f func(Event) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.evs {
+		if f(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// quiet waits until the endpoint's counters stop moving and returns them.
+func quiet(t *testing.T, m *Manager, address string) EndpointStats {
+	t.Helper()
+	var last EndpointStats
+	for i := 0; i < 400; i++ {
+		s, ok := m.Stats(address)
+		if !ok {
+			t.Fatalf("no endpoint for %s", address)
+		}
+		if i > 0 && s.User == last.User && s.System == last.System && s.User.Queued == 0 && s.System.Queued == 0 {
+			return s
+		}
+		last = s
+		time.Sleep(10 * time.Millisecond)
+	}
+	return last
+}
+
+func checkBalanced(t *testing.T, s EndpointStats) {
+	t.Helper()
+	for name, ls := range map[string]LaneStats{"user": s.User, "system": s.System} {
+		if !ls.Balanced() {
+			t.Errorf("%s lane counters unbalanced: enqueued %d != acked %d + dead-lettered %d + queued %d",
+				name, ls.Enqueued, ls.Acked, ls.DeadLetteredAfterEnqueue(), ls.Queued)
+		}
+	}
+}
+
+func TestSystemLaneInOrder(t *testing.T) {
+	recv := newCollector()
+	a := newNode(t, newCollector())
+	b := newNode(t, recv)
+	const n = 500
+	for i := range n {
+		env := &Envelope{Target: "sys", Lane: batch.LaneSystem, Kind: batch.KindWatch, Payload: []byte(fmt.Sprint(i))}
+		if err := a.Send(context.Background(), b.Addr(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, e := range recv.wait(t, n, 20*time.Second) {
+		if string(e.Payload) != fmt.Sprint(i) || e.Lane != batch.LaneSystem || e.Kind != batch.KindWatch {
+			t.Fatalf("envelope %d: %+v", i, e)
+		}
+	}
+	checkBalanced(t, quiet(t, a, b.Addr()))
+}
+
+func TestManyConcurrentSenders(t *testing.T) {
+	recv := newCollector()
+	a := newNode(t, newCollector(), WithOverflowPolicy(Block))
+	b := newNode(t, recv)
+	const senders, each = 16, 500
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				env := &Envelope{Target: "t", SenderID: fmt.Sprint(s), Payload: []byte(fmt.Sprint(i))}
+				if err := a.Send(context.Background(), b.Addr(), env); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	next := map[string]int{}
+	for _, e := range recv.wait(t, senders*each, 30*time.Second) {
+		if want := fmt.Sprint(next[e.SenderID]); string(e.Payload) != want {
+			t.Fatalf("sender %s: got %s, want %s", e.SenderID, e.Payload, want)
+		}
+		next[e.SenderID]++
+	}
+	s := quiet(t, a, b.Addr())
+	checkBalanced(t, s)
+	if s.User.Acked != senders*each {
+		t.Fatalf("acked %d, want %d", s.User.Acked, senders*each)
+	}
+}
+
+func TestBothDirectionsAtOnce(t *testing.T) {
+	ra, rb := newCollector(), newCollector()
+	a := newNode(t, ra, WithOverflowPolicy(Block))
+	b := newNode(t, rb, WithOverflowPolicy(Block))
+	const n = 2000
+	var wg sync.WaitGroup
+	for _, dir := range []struct {
+		from *Manager
+		to   string
+	}{{a, b.Addr()}, {b, a.Addr()}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if err := dir.from.Send(context.Background(), dir.to, &Envelope{Target: "t", Payload: []byte(fmt.Sprint(i))}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range []*collector{ra, rb} {
+		for i, e := range r.wait(t, n, 30*time.Second) {
+			if string(e.Payload) != fmt.Sprint(i) {
+				t.Fatalf("envelope %d: %s", i, e.Payload)
+			}
+		}
+	}
+}
+
+// TestClientOnlyNode: a node without a listener sends to a server, and the
+// server answers over the streams the client opened.
+func TestClientOnlyNode(t *testing.T) {
+	srvRecv := newCollector()
+	var server *Manager
+	server = newNode(t, HandlerFunc(func(p Peer, env *Envelope) {
+		srvRecv.Deliver(p, env)
+		reply := &Envelope{Target: "client-actor", Payload: append([]byte("re:"), env.Payload...), Lane: env.Lane}
+		if err := server.Send(context.Background(), p.Address, reply); err != nil {
+			t.Errorf("reply: %v", err)
+		}
+	}))
+	cliRecv := newCollector()
+	client, err := New(WithHandler(cliRecv), WithSystemID("cli"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(context.Background())
+	if client.Addr() != "" {
+		t.Fatalf("client-only node has address %q", client.Addr())
+	}
+	const n = 100
+	for i := range n {
+		lane := batch.Lane(i % 2)
+		if err := client.Send(context.Background(), server.Addr(), &Envelope{Target: "srv", Lane: lane, Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := srvRecv.wait(t, n, 20*time.Second)
+	if p := srvRecv.from[0]; p.SystemID != "cli" || !strings.HasPrefix(p.Address, ClientAddressPrefix+"cli:") {
+		t.Fatalf("server sees the client as %+v", p)
+	}
+	_ = got
+	replies := cliRecv.wait(t, n, 20*time.Second)
+	perLane := map[batch.Lane]int{}
+	for _, e := range replies {
+		want := fmt.Sprint(perLane[e.Lane]*2 + int(e.Lane))
+		if string(e.Payload) != "re:"+want {
+			t.Fatalf("lane %v reply %s, want re:%s", e.Lane, e.Payload, want)
+		}
+		perLane[e.Lane]++
+	}
+	if cliRecv.from[0].Address != server.Addr() {
+		t.Fatalf("client sees the server as %+v", cliRecv.from[0])
 	}
 }
