@@ -138,9 +138,7 @@ func (ep *endpoint) send(ctx context.Context, env *Envelope) error {
 	}
 	// Full.
 	if env.Lane == batch.LaneSystem {
-		ln.sc.refused.Add(1)
-		ep.terminate(writer.ReasonEndpointTerminated, ErrSystemQueueFull)
-		return fmt.Errorf("%w: %s", ErrSystemQueueFull, ep.address)
+		return ep.sendSystemFull(ctx, env)
 	}
 	ep.checkThrottle(ln.ring.Len())
 	switch ep.m.o.overflow {
@@ -161,6 +159,34 @@ func (ep *endpoint) send(ctx context.Context, env *Envelope) error {
 		ln.sc.droppedFull.Add(1)
 		ep.m.deadLetter(ep.address, env, writer.ReasonQueueFull)
 		return nil
+	}
+}
+
+// sendSystemFull waits for room in a full system queue. The system lane
+// never drops: a peer that leaves it full for the system queue timeout is
+// treated as failed, as Artery quarantines it.
+func (ep *endpoint) sendSystemFull(ctx context.Context, env *Envelope) error {
+	ln := &ep.lanes[batch.LaneSystem]
+	wait, cancel := context.WithTimeout(ctx, ep.m.o.systemTimeout)
+	defer cancel()
+	err := ln.ring.Push(wait, *env)
+	switch {
+	case err == nil:
+		ln.sc.enqueued.Add(1)
+		return nil
+	case ctx.Err() != nil:
+		ln.sc.refused.Add(1)
+		return ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		ln.sc.refused.Add(1)
+		ep.terminate(writer.ReasonEndpointTerminated, ErrSystemQueueFull)
+		return fmt.Errorf("%w: %s", ErrSystemQueueFull, ep.address)
+	default:
+		ln.sc.refused.Add(1)
+		if ep.m.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: %s", ErrEndpointTerminated, ep.address)
 	}
 }
 

@@ -229,7 +229,8 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 // that is full the overflow policy decides: DropNewest dead-letters it and
 // returns nil, Block waits for room until ctx ends, Fail returns
 // ErrQueueFull. A system envelope goes to the system queue, which is never
-// dropped: a peer that lets it fill is treated as failed.
+// dropped: when it is full Send waits for room, until ctx ends or the system
+// queue timeout passes, when the peer is treated as failed.
 //
 // Send copies env; env's Payload and header values must not change until
 // the envelope is delivered or dead-lettered. Send returns an error, and

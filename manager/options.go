@@ -54,12 +54,12 @@ func ParseOverflowPolicy(s string) (OverflowPolicy, error) {
 // Defaults of the options, where a number needs stating.
 const (
 	DefaultUserQueue        = 4096
-	DefaultSystemQueue      = 1024
+	DefaultSystemQueue      = 256
 	DefaultBatchEnvelopes   = 1024
 	DefaultBatchBytes       = 256 << 10
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultHeartbeat        = time.Second
-	DefaultCloseTimeout     = 5 * time.Second
+	DefaultSystemTimeout    = 10 * time.Second
 )
 
 // Option configures a Manager in New.
@@ -96,6 +96,7 @@ type options struct {
 	readBuffer        int
 	writeBuffer       int
 	advertise         string
+	systemTimeout     time.Duration
 }
 
 func defaults() options {
@@ -103,13 +104,13 @@ func defaults() options {
 		userQueue:         DefaultUserQueue,
 		systemQueue:       DefaultSystemQueue,
 		batchEnvelopes:    DefaultBatchEnvelopes,
-		batchBytes:        DefaultBatchBytes,
 		compressThreshold: batch.DefaultCompressThreshold,
 		highWater:         0.8,
 		lowWater:          0.5,
 		limits:            batch.DefaultLimits(),
 		heartbeat:         DefaultHeartbeat,
 		handshakeTimeout:  DefaultHandshakeTimeout,
+		systemTimeout:     DefaultSystemTimeout,
 		reconnect:         DefaultBackoff(),
 		streamWindow:      1 << 20,
 		connWindow:        4 << 20,
@@ -118,8 +119,12 @@ func defaults() options {
 	}
 }
 
-// validate reports every invalid option at once.
+// validate fills in the defaults that depend on other options, then reports
+// every invalid option at once.
 func (o *options) validate() error {
+	if o.batchBytes == 0 {
+		o.batchBytes = min(DefaultBatchBytes, o.limits.MaxFrameBytes)
+	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
@@ -155,6 +160,9 @@ func (o *options) validate() error {
 	}
 	if o.handshakeTimeout < 10*time.Millisecond || o.handshakeTimeout > time.Minute {
 		bad("WithHandshakeTimeout(%v): want [10ms, 1m]", o.handshakeTimeout)
+	}
+	if o.systemTimeout < 10*time.Millisecond || o.systemTimeout > 10*time.Minute {
+		bad("WithSystemQueueTimeout(%v): want [10ms, 10m]", o.systemTimeout)
 	}
 	if o.handler == nil {
 		bad("WithHandler: a handler is required")
@@ -209,10 +217,19 @@ func WithUserQueue(capacity int) Option {
 }
 
 // WithSystemQueue sets the capacity, in envelopes, of each peer's system
-// queue. It never drops: a peer that lets it fill is treated as failed.
-// Default 1024; a power of two in [2, 1<<20].
+// queue. It never drops: Send waits for room, and a peer that keeps it full
+// for the system queue timeout is treated as failed.
+// Default 256; a power of two in [2, 1<<20].
 func WithSystemQueue(capacity int) Option {
 	return optionFunc(func(o *options) { o.systemQueue = capacity })
+}
+
+// WithSystemQueueTimeout sets how long Send waits for room in a full system
+// queue before the peer is treated as failed and its endpoint terminated:
+// system envelopes are never dropped, so a peer that acknowledges none for
+// this long is declared dead. Default 10s; [10ms, 10m].
+func WithSystemQueueTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.systemTimeout = d })
 }
 
 // WithBatchEnvelopes caps the envelopes in one frame. Default 1024; at least
@@ -222,8 +239,8 @@ func WithBatchEnvelopes(n int) Option {
 }
 
 // WithBatchBytes caps the bytes of one frame; a single envelope larger than
-// this still travels, alone. Default 256 KiB; at least 1 KiB, at most the
-// max frame bytes.
+// this still travels, alone. Default 256 KiB, or the max frame bytes if
+// smaller; at least 1 KiB, at most the max frame bytes.
 func WithBatchBytes(n int) Option {
 	return optionFunc(func(o *options) { o.batchBytes = n })
 }

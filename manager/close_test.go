@@ -1,0 +1,113 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/courier-go/courier/batch"
+)
+
+// TestCloseWhileSending closes the sending node while many goroutines send
+// to a peer on both lanes: Close returns, nothing panics, no goroutine is
+// left behind (goleak), and every envelope is accounted for: delivered,
+// dead-lettered, or refused at Send.
+func TestCloseWhileSending(t *testing.T) {
+	var delivered atomic.Int64
+	b := newNode(t, HandlerFunc(func(Peer, *Envelope) { delivered.Add(1) }))
+	var dead atomic.Int64
+	a, err := New(WithListenAddress("127.0.0.1:0"), WithHandler(newCollector()), WithUserQueue(256),
+		WithDeadLetterHandler(func(DeadLetter) { dead.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var sent, refused atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for s := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				env := &Envelope{Target: "t", Lane: batch.Lane(s % 2), Payload: make([]byte, 100)}
+				sent.Add(1)
+				if err := a.Send(context.Background(), b.Addr(), env); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("Send: %v", err)
+					}
+					refused.Add(1)
+					return // a closing node's callers stop sending
+				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if err := a.Close(ctx); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	// Deliveries that were in flight land within the flush; give the
+	// receiver a moment to count the last frame.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		total := delivered.Load() + dead.Load() + refused.Load()
+		if total == sent.Load() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sent %d = delivered %d + dead-lettered %d + refused %d does not hold",
+				sent.Load(), delivered.Load(), dead.Load(), refused.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if delivered.Load() == 0 {
+		t.Fatal("nothing was delivered before Close")
+	}
+	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "t"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close = %v", err)
+	}
+	t.Logf("sent %d: delivered %d, dead-lettered %d, refused %d", sent.Load(), delivered.Load(), dead.Load(), refused.Load())
+}
+
+func TestCloseFlushesQueued(t *testing.T) {
+	recv := newCollector()
+	b := newNode(t, recv)
+	a, err := New(WithHandler(newCollector()), WithOverflowPolicy(Block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for range n {
+		if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "t", Payload: make([]byte, 64)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recv.wait(t, n, time.Second) // everything was delivered before Close returned
+	if a.DeadLetters() != 0 {
+		t.Fatalf("%d dead letters", a.DeadLetters())
+	}
+}
