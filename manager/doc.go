@@ -1,0 +1,37 @@
+// Package manager is courier's public façade: a Manager is one node. It
+// listens for peers, keeps an endpoint per peer it sends to, delivers
+// inbound envelopes to its Handler, and reports events, statistics and dead
+// letters.
+//
+// # Sending
+//
+// Send looks the endpoint up without a global lock, creating it (and
+// dialing lazily) on first use, and pushes the envelope into the endpoint's
+// user or system queue: lock-free rings of fixed capacity. Each lane has its
+// own writer goroutine and its own gRPC stream on the endpoint's connection,
+// so system envelopes (watch, unwatch, terminated, stop) overtake a user
+// lane that is throttled or stalled by a slow receiver.
+//
+// # Guarantees
+//
+//   - Per sending node, receiving node and lane: FIFO.
+//   - Every user envelope ends as exactly one of: delivered, dead-lettered
+//     with a reason (queue full, too large, endpoint terminated, blocked,
+//     shutdown), or refused at Send with an error. The statistics prove it:
+//     Enqueued == Acked + dead-lettered after enqueue + Queued.
+//   - System envelopes are never dropped for backpressure; a peer that
+//     leaves the system queue full for the system queue timeout is treated
+//     as failed.
+//   - A delivery whose acknowledgement is lost with the connection can be
+//     dead-lettered at shutdown or termination although the peer got it;
+//     across a reconnect it is resent and delivered once.
+//   - Close flushes within its context, then stops every goroutine it
+//     started.
+//
+// # Client-only nodes
+//
+// A node without WithListenAddress dials the nodes it sends to and is
+// reached back over the streams it opened. The listening side addresses
+// it as ClientAddressPrefix + system id + ":" + incarnation in hex, the
+// Peer.Address its handler sees: a reply is a Send to that address.
+package manager

@@ -1,0 +1,38 @@
+// Package writer is the outbound stage of courier's pipeline: one Writer per
+// lane per peer moves envelopes from the lane's ring into frames on a
+// stream.
+//
+// # Concurrency
+//
+// A Writer owns one goroutine, the ring's only consumer and the stream's
+// only sender. Producers push into the ring from any goroutine and ring its
+// bell only when the writer is parked, so the writer wakes once per burst.
+// Attach, Detach, PeerAcked, AckReceived, Stop and Terminate are safe from
+// any goroutine.
+//
+// # Invariants
+//
+//   - Envelopes leave the ring in the order they were pushed and get
+//     consecutive lane positions, which outlive streams. A frame carries the
+//     position of its first envelope.
+//   - A sent envelope stays in its ring slot until the peer acknowledges its
+//     position, so the ring's capacity bounds queued plus unacknowledged
+//     envelopes. After a link is lost the writer rewinds and sends the
+//     unacknowledged envelopes again, with the same positions, on the next
+//     link; the receiver drops what it already delivered.
+//   - An envelope that cannot fit a frame under the negotiated limits is
+//     dead-lettered once, and its position skipped; the next frame (an empty
+//     one if need be) tells the receiver the position will not come.
+//   - The writer asks for an acknowledgement when it is about to go idle or
+//     when half its ring waits for one: acks cost a frame per burst, not per
+//     frame.
+//   - When the writer exits, every envelope left in the ring is dead-lettered
+//     exactly once, with the reason it was stopped for.
+//   - Per envelope the writer takes no lock, makes no channel operation and
+//     allocates nothing; per frame it takes a pooled buffer that gRPC
+//     returns once it has written it.
+//
+// One lane's writer never waits for the other's: the system lane has its
+// own ring, writer and stream, so a user stream blocked by HTTP/2 flow
+// control cannot delay it.
+package writer
