@@ -1,0 +1,180 @@
+// Command courier-bench runs courier's benchmark scenarios on 127.0.0.1 and
+// prints a table of the results; it can also write them as JSON and as a
+// self-contained SVG chart.
+//
+// Scenarios:
+//
+//   - throughput: one node sends to a node in a child process as fast as it
+//     can; msgs/s, MB/s, CPU and allocations per message of both processes.
+//   - priority: the child's user handler is slow and the user lane is flooded
+//     past its capacity; system envelopes sent meanwhile are timed from Send
+//     to delivery.
+//   - fan-out: one node sends to 64 nodes (in a child process): throughput,
+//     and heap in use per endpoint, idle and busy.
+//   - fan-in: 16 nodes send to one.
+//
+// Usage:
+//
+//	go run ./bench/cmd/courier-bench [flags]
+//
+// With no flags it runs every scenario in under a minute on two cores. The
+// tuning flags carry the names of the manager's options.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/courier-go/courier/manager"
+)
+
+type config struct {
+	scenarios      []string
+	duration       time.Duration
+	payloads       []int
+	senders        []int
+	userQueue      int
+	systemQueue    int
+	batchEnvelopes int
+	batchBytes     int
+	linger         time.Duration
+	compression    int
+	overflow       string
+	maxFrameBytes  int
+	fanOutPeers    int
+	fanInNodes     int
+	jsonPath       string
+	chartPath      string
+
+	peer      bool
+	peerNodes int
+	peerSlow  time.Duration
+}
+
+func parseFlags(args []string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("courier-bench", flag.ContinueOnError)
+	scenarios := fs.String("scenarios", "throughput,priority,fan-out,fan-in", "scenarios to run, comma-separated")
+	payloads := fs.String("payloads", "64,1024,16384", "payload sizes in bytes for throughput, comma-separated")
+	senders := fs.String("senders", "1,16", "sending goroutines for throughput, comma-separated")
+	fs.DurationVar(&c.duration, "duration", 2*time.Second, "how long each run sends")
+	fs.IntVar(&c.userQueue, "user-queue", manager.DefaultUserQueue, "WithUserQueue: user queue capacity per peer, a power of two")
+	fs.IntVar(&c.systemQueue, "system-queue", manager.DefaultSystemQueue, "WithSystemQueue: system queue capacity per peer, a power of two")
+	fs.IntVar(&c.batchEnvelopes, "batch-envelopes", manager.DefaultBatchEnvelopes, "WithBatchEnvelopes: envelopes per frame at most")
+	fs.IntVar(&c.batchBytes, "batch-bytes", manager.DefaultBatchBytes, "WithBatchBytes: bytes per frame at most")
+	fs.DurationVar(&c.linger, "linger", 0, "WithLinger: how long a frame that is not full may wait")
+	fs.IntVar(&c.compression, "compression", 0, "WithCompression: compress frames from this many bytes; 0 is off")
+	fs.StringVar(&c.overflow, "overflow-policy", "block", "WithOverflowPolicy for throughput runs: drop-newest, block or fail")
+	fs.IntVar(&c.maxFrameBytes, "max-frame-bytes", 4<<20, "WithMaxFrameBytes")
+	fs.IntVar(&c.fanOutPeers, "fan-out-peers", 64, "peers in the fan-out scenario")
+	fs.IntVar(&c.fanInNodes, "fan-in-nodes", 16, "sending nodes in the fan-in scenario")
+	fs.StringVar(&c.jsonPath, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&c.chartPath, "chart", "", "write an SVG chart of the results to this file")
+	fs.BoolVar(&c.peer, "peer", false, "run as the peer process (internal)")
+	fs.IntVar(&c.peerNodes, "peer-nodes", 1, "nodes in the peer process (internal)")
+	fs.DurationVar(&c.peerSlow, "peer-slow", 0, "user handler delay in the peer process (internal)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	c.scenarios = strings.Split(*scenarios, ",")
+	var err error
+	if c.payloads, err = ints(*payloads); err != nil {
+		return nil, fmt.Errorf("-payloads: %w", err)
+	}
+	if c.senders, err = ints(*senders); err != nil {
+		return nil, fmt.Errorf("-senders: %w", err)
+	}
+	for _, s := range c.scenarios {
+		switch s {
+		case "throughput", "priority", "fan-out", "fan-in":
+		default:
+			return nil, fmt.Errorf("-scenarios: unknown scenario %q", s)
+		}
+	}
+	if _, err := manager.ParseOverflowPolicy(c.overflow); err != nil {
+		return nil, err
+	}
+	// Let the library validate the tuning, so that errors read the same.
+	if _, err := manager.New(append(c.options(), manager.WithHandler(manager.HandlerFunc(func(manager.Peer, *manager.Envelope) {})))...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// options are the manager options every node of the run uses.
+func (c *config) options() []manager.Option {
+	opts := []manager.Option{
+		manager.WithUserQueue(c.userQueue),
+		manager.WithSystemQueue(c.systemQueue),
+		manager.WithBatchEnvelopes(c.batchEnvelopes),
+		manager.WithBatchBytes(c.batchBytes),
+		manager.WithLinger(c.linger),
+		manager.WithMaxFrameBytes(c.maxFrameBytes),
+	}
+	if c.compression > 0 {
+		opts = append(opts, manager.WithCompression(c.compression))
+	}
+	return opts
+}
+
+// optionFlags passes the tuning on to a peer process.
+func (c *config) optionFlags() []string {
+	return []string{
+		fmt.Sprintf("-user-queue=%d", c.userQueue),
+		fmt.Sprintf("-system-queue=%d", c.systemQueue),
+		fmt.Sprintf("-batch-envelopes=%d", c.batchEnvelopes),
+		fmt.Sprintf("-batch-bytes=%d", c.batchBytes),
+		fmt.Sprintf("-linger=%v", c.linger),
+		fmt.Sprintf("-compression=%d", c.compression),
+		fmt.Sprintf("-max-frame-bytes=%d", c.maxFrameBytes),
+	}
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "courier-bench:", err)
+		os.Exit(2)
+	}
+	if cfg.peer {
+		if err := runPeer(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "courier-bench peer:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	results, err := run(cfg, newProgress(os.Stderr))
+	printTable(os.Stdout, results)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "courier-bench:", err)
+		os.Exit(1)
+	}
+	if cfg.jsonPath != "" {
+		if err := writeJSON(cfg.jsonPath, results); err != nil {
+			fmt.Fprintln(os.Stderr, "courier-bench:", err)
+			os.Exit(1)
+		}
+	}
+	if cfg.chartPath != "" {
+		if err := writeChart(cfg.chartPath, results); err != nil {
+			fmt.Fprintln(os.Stderr, "courier-bench:", err)
+			os.Exit(1)
+		}
+	}
+}
