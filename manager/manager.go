@@ -206,6 +206,9 @@ func (m *Manager) advertised() string {
 
 func (m *Manager) serverOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
+		// Close returns only after every inbound stream's handler has
+		// returned, so no delivery runs after it.
+		grpc.WaitForHandlers(true),
 		grpc.MaxRecvMsgSize(m.o.limits.MaxFrameBytes + 1024),
 		grpc.MaxSendMsgSize(m.o.limits.MaxFrameBytes + 1024),
 	}
@@ -336,7 +339,8 @@ func (m *Manager) deadLetter(address string, env *Envelope, reason DeadLetterRea
 // and their acknowledgements awaited until ctx ends, what remains is
 // dead-lettered with reason shutdown, peers are told goodbye, streams and
 // the listener close, and every goroutine the manager started has exited
-// when Close returns. Close is idempotent; later calls wait for the first.
+// when Close returns. A handler call in progress is waited for: Close does
+// not return while a Deliver it started is still running. Close is idempotent; later calls wait for the first.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	first := m.closed.CompareAndSwap(false, true)
