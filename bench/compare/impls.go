@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/bench/compare/pb"
+	"github.com/courier-go/courier/manager"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+)
+
+func init() {
+	register(courierImpl{})
+	register(protoactorImpl{label: "protoactor-default"})
+	register(protoactorImpl{label: "protoactor-batch", batch: manager.DefaultBatchEnvelopes})
+	register(grpcImpl{batched: false})
+	register(grpcImpl{batched: true})
+	register(tcpImpl{})
+}
+
+// courier ---------------------------------------------------------------
+
+type courierImpl struct{}
+
+func (courierImpl) name() string { return "courier" }
+
+func (courierImpl) serve(slow time.Duration) (string, error) {
+	var m *manager.Manager
+	m, err := manager.New(manager.WithListenAddress("127.0.0.1:0"), manager.WithHandler(manager.HandlerFunc(
+		func(from manager.Peer, env *manager.Envelope) {
+			if env.Lane == batch.LaneSystem { // a probe: answer it on the system lane
+				reply := &manager.Envelope{Target: env.SenderID, Lane: batch.LaneSystem, RequestID: env.RequestID}
+				go func() { _ = m.Send(context.Background(), from.Address, reply) }()
+				return
+			}
+			delivered.Add(1)
+			if slow > 0 {
+				time.Sleep(slow)
+			}
+		})))
+	if err != nil {
+		return "", err
+	}
+	if err := m.Start(context.Background()); err != nil {
+		return "", err
+	}
+	return m.Addr(), nil
+}
+
+type courierSender struct {
+	m       *manager.Manager
+	addr    string
+	env     manager.Envelope
+	mu      sync.Mutex
+	waiting map[uint64]chan struct{}
+	next    atomic.Uint64
+}
+
+func (courierImpl) dial(addr string) (sender, error) {
+	s := &courierSender{addr: addr, waiting: map[uint64]chan struct{}{},
+		env: manager.Envelope{Target: "sink", TypeName: "compare.Payload", SenderID: "bench"}}
+	m, err := manager.New(manager.WithOverflowPolicy(manager.Block), manager.WithHandler(manager.HandlerFunc(
+		func(_ manager.Peer, env *manager.Envelope) {
+			s.mu.Lock()
+			ch := s.waiting[env.RequestID]
+			delete(s.waiting, env.RequestID)
+			s.mu.Unlock()
+			if ch != nil {
+				close(ch)
+			}
+		})))
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	return s, nil
+}
+
+func (s *courierSender) send(payload []byte) error {
+	env := s.env
+	env.Payload = payload // the same protobuf-free bytes every implementation sends
+	return s.m.Send(context.Background(), s.addr, &env)
+}
+
+func (s *courierSender) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.m.Close(ctx)
+}
+
+// probe times system-lane round trips: a system envelope to the peer and
+// its answer back, while the user lane is flooded.
+func (courierImpl) probe(snd sender, n int) (map[string][]time.Duration, error) {
+	s := snd.(*courierSender)
+	var lat []time.Duration
+	for range n {
+		id := s.next.Add(1)
+		ch := make(chan struct{})
+		s.mu.Lock()
+		s.waiting[id] = ch
+		s.mu.Unlock()
+		start := time.Now()
+		env := &manager.Envelope{Target: "probe", SenderID: "bench", Lane: batch.LaneSystem, Kind: batch.KindWatch, RequestID: id}
+		if err := s.m.Send(context.Background(), s.addr, env); err != nil {
+			return nil, err
+		}
+		select {
+		case <-ch:
+			lat = append(lat, time.Since(start))
+		case <-time.After(10 * time.Second):
+			return nil, errors.New("courier probe: no answer within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return map[string][]time.Duration{"system round trip": lat}, nil
+}
+
+// protoactor-go -----------------------------------------------------------
+
+type protoactorImpl struct {
+	label string
+	batch int // 0: protoactor's default
+}
+
+func (p protoactorImpl) name() string { return p.label }
+
+func quietSystem() *actor.ActorSystem {
+	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+}
+
+func (p protoactorImpl) config() *remote.Config {
+	var opts []remote.ConfigOption
+	if p.batch > 0 {
+		opts = append(opts, remote.WithEndpointWriterBatchSize(p.batch))
+	}
+	return remote.Configure("127.0.0.1", 0, opts...)
+}
+
+func (p protoactorImpl) serve(slow time.Duration) (string, error) {
+	system := quietSystem()
+	r := remote.NewRemote(system, p.config())
+	r.Start()
+	sink := actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*pb.Payload); ok {
+			delivered.Add(1)
+			if slow > 0 {
+				time.Sleep(slow)
+			}
+		}
+	})
+	echo := actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*pb.Request); ok {
+			ctx.Respond(&pb.Response{SentUnixNano: m.SentUnixNano})
+		}
+	})
+	victimMaker := actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*pb.Victim); ok {
+			_, _ = ctx.SpawnNamed(actor.PropsFromFunc(func(actor.Context) {}), m.Id)
+			ctx.Respond(m)
+		}
+	})
+	for name, props := range map[string]*actor.Props{"sink": sink, "echo": echo, "victims": victimMaker} {
+		if _, err := system.Root.SpawnNamed(props, name); err != nil {
+			return "", err
+		}
+	}
+	return system.Address(), nil
+}
+
+type protoactorSender struct {
+	system *actor.ActorSystem
+	r      *remote.Remote
+	sink   *actor.PID
+	addr   string
+}
+
+func (p protoactorImpl) dial(addr string) (sender, error) {
+	system := quietSystem()
+	r := remote.NewRemote(system, p.config())
+	r.Start()
+	return &protoactorSender{system: system, r: r, sink: actor.NewPID(addr, "sink"), addr: addr}, nil
+}
+
+func (s *protoactorSender) send(payload []byte) error {
+	s.system.Root.Send(s.sink, &pb.Payload{Data: payload})
+	return nil
+}
+
+func (s *protoactorSender) close() {
+	s.r.Shutdown(false)
+	s.system.Shutdown()
+}
+
+// probe times what a protoactor-go user does for control while the flood
+// runs: a request/response to a second actor on the receiving node, and a
+// watch of a remote actor that is then stopped, until Terminated arrives.
+func (p protoactorImpl) probe(snd sender, n int) (map[string][]time.Duration, error) {
+	s := snd.(*protoactorSender)
+	echo := actor.NewPID(s.addr, "echo")
+	victims := actor.NewPID(s.addr, "victims")
+	var rr, term []time.Duration
+	for i := range n {
+		start := time.Now()
+		if _, err := s.system.Root.RequestFuture(echo, &pb.Request{SentUnixNano: start.UnixNano()}, 30*time.Second).Result(); err != nil {
+			return nil, fmt.Errorf("request/response: %w", err)
+		}
+		rr = append(rr, time.Since(start))
+
+		id := fmt.Sprintf("victim-%d", i)
+		if _, err := s.system.Root.RequestFuture(victims, &pb.Victim{Id: id}, 30*time.Second).Result(); err != nil {
+			return nil, fmt.Errorf("spawning a victim: %w", err)
+		}
+		victim := actor.NewPID(s.addr, id)
+		terminated := make(chan struct{})
+		var watchStart time.Time
+		watcher := s.system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			switch ctx.Message().(type) {
+			case *actor.Started:
+				ctx.Watch(victim)
+			case *actor.Terminated:
+				close(terminated)
+			}
+		}))
+		time.Sleep(20 * time.Millisecond) // the watch reaches the victim's node
+		watchStart = time.Now()
+		s.system.Root.Stop(victim)
+		select {
+		case <-terminated:
+			term = append(term, time.Since(watchStart))
+		case <-time.After(30 * time.Second):
+			return nil, errors.New("stop→Terminated: no Terminated within 30s")
+		}
+		s.system.Root.Stop(watcher)
+	}
+	return map[string][]time.Duration{"request/response": rr, "stop→Terminated": term}, nil
+}
+
+// raw and batched gRPC ------------------------------------------------------
+
+type grpcImpl struct{ batched bool }
+
+func (g grpcImpl) name() string {
+	if g.batched {
+		return "grpc-batched"
+	}
+	return "grpc-raw"
+}
+
+type rawServer struct {
+	pb.UnimplementedRawServer
+	slow time.Duration
+}
+
+func (r *rawServer) Stream(s pb.Raw_StreamServer) error {
+	for {
+		if _, err := s.Recv(); err != nil {
+			return err
+		}
+		delivered.Add(1)
+		if r.slow > 0 {
+			time.Sleep(r.slow)
+		}
+	}
+}
+
+func (r *rawServer) Batched(s pb.Raw_BatchedServer) error {
+	var p pb.Payload
+	for {
+		packed, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		for _, m := range packed.Messages {
+			if err := proto.Unmarshal(m, &p); err != nil {
+				return err
+			}
+			delivered.Add(1)
+		}
+	}
+}
+
+func (g grpcImpl) serve(slow time.Duration) (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	s := grpc.NewServer()
+	pb.RegisterRawServer(s, &rawServer{slow: slow})
+	go func() { _ = s.Serve(lis) }()
+	return lis.Addr().String(), nil
+}
+
+// grpcSender serializes sends on one stream: gRPC allows one sender per
+// stream, so concurrent callers take turns, as they would in an
+// application.
+type grpcSender struct {
+	conn    *grpc.ClientConn
+	mu      sync.Mutex
+	stream  grpc.ClientStream
+	batched bool
+	packed  pb.Packed
+}
+
+func (g grpcImpl) dial(addr string) (sender, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	c := pb.NewRawClient(conn)
+	s := &grpcSender{conn: conn, batched: g.batched}
+	if g.batched {
+		s.stream, err = c.Batched(context.Background())
+	} else {
+		s.stream, err = c.Stream(context.Background())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *grpcSender) send(payload []byte) error {
+	msg := &pb.Payload{Data: payload}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.batched {
+		return s.stream.SendMsg(msg)
+	}
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	s.packed.Messages = append(s.packed.Messages, b)
+	if len(s.packed.Messages) < 1000 {
+		return nil
+	}
+	err = s.stream.SendMsg(&s.packed)
+	s.packed.Messages = s.packed.Messages[:0]
+	return err
+}
+
+func (s *grpcSender) close() {
+	s.mu.Lock()
+	if s.batched && len(s.packed.Messages) > 0 {
+		_ = s.stream.SendMsg(&s.packed)
+	}
+	_ = s.stream.CloseSend()
+	s.mu.Unlock()
+	s.conn.Close()
+}
+
+// raw TCP: the ceiling ------------------------------------------------------
+
+type tcpImpl struct{}
+
+func (tcpImpl) name() string { return "tcp" }
+
+func (tcpImpl) serve(time.Duration) (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					delivered.Add(int64(n)) // bytes, for this implementation
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return lis.Addr().String(), nil
+}
+
+// tcpSender writes a 64 KiB buffer per send.
+type tcpSender struct {
+	c   net.Conn
+	buf []byte
+}
+
+func (tcpImpl) dial(addr string) (sender, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &tcpSender{c: c, buf: make([]byte, 64<<10)}, nil
+}
+
+func (s *tcpSender) send([]byte) error {
+	_, err := s.c.Write(s.buf)
+	return err
+}
+
+func (s *tcpSender) close() { _ = s.c.Close() }
+
+// unit says one send is 64 KiB of counted bytes.
+func (tcpImpl) unit() int64 { return 64 << 10 }

@@ -1,0 +1,464 @@
+// Command compare runs courier and the references it is measured against on
+// the same machine, in the same way, interleaved, and prints one table with
+// the ratios to courier:
+//
+//   - courier;
+//   - protoactor-go remote, with its default settings and with its batch
+//     size as large as courier's;
+//   - raw gRPC: a bidi stream, one message per SendMsg, stock protobuf;
+//   - lean batched gRPC: the same messages encoded one by one with stock
+//     protobuf and packed a thousand per SendMsg;
+//   - raw TCP: one connection writing 64 KiB buffers (bytes/s only), the
+//     ceiling of loopback.
+//
+// The receiving side of each runs in a child process. Each implementation
+// runs once per round, rounds interleaved; the table shows medians and the
+// spread (min–max). It lives in its own module so that courier never
+// depends on what it is compared with.
+//
+//	cd bench/compare && go run . [-rounds 3] [-duration 2s] [-json results.json]
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// impl is one implementation under comparison.
+type impl interface {
+	name() string
+	// serve runs in the child process: it listens on 127.0.0.1:0, counts
+	// delivered messages in delivered, and returns its address. A slow
+	// receiver sleeps that long per message.
+	serve(slow time.Duration) (addr string, err error)
+	// dial runs in the parent: a sender to addr whose send may be called
+	// from many goroutines.
+	dial(addr string) (sender, error)
+}
+
+type sender interface {
+	send(payload []byte) error
+	close()
+}
+
+// prober is an implementation that can time control signals while its
+// data path is flooded: it returns one latency per probe.
+type prober interface {
+	probe(s sender, n int) (map[string][]time.Duration, error)
+}
+
+var impls = map[string]impl{}
+
+func register(i impl) { impls[i.name()] = i }
+
+var delivered atomic.Int64 // in the child
+
+type usage struct {
+	Delivered int64  `json:"delivered"`
+	CPU       int64  `json:"cpu_ns"`
+	Mallocs   uint64 `json:"mallocs"`
+}
+
+func readUsage() usage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return usage{Delivered: delivered.Load(), CPU: ru.Utime.Nano() + ru.Stime.Nano(), Mallocs: ms.Mallocs}
+}
+
+// child side: serve, print the address, answer "report" lines on stdin with
+// a usage line on stdout, exit when stdin closes.
+func runChild(name string, slow time.Duration) error {
+	im, ok := impls[name]
+	if !ok {
+		return fmt.Errorf("unknown implementation %q", name)
+	}
+	addr, err := im.serve(slow)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ADDR", addr)
+	in := bufio.NewScanner(os.Stdin)
+	out := json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		if in.Text() == "report" {
+			_ = out.Encode(readUsage())
+		}
+	}
+	return nil
+}
+
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+	addr  string
+}
+
+func startChild(name string, slow time.Duration) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "-child", name, fmt.Sprintf("-child-slow=%v", slow))
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	line, err := c.out.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ADDR ") {
+		c.stop()
+		return nil, fmt.Errorf("%s: child did not start: %q %v", name, line, err)
+	}
+	c.addr = strings.TrimSpace(line[5:])
+	return c, nil
+}
+
+func (c *child) report() (usage, error) {
+	var u usage
+	if _, err := io.WriteString(c.stdin, "report\n"); err != nil {
+		return u, err
+	}
+	line, err := c.out.ReadString('\n')
+	if err != nil {
+		return u, err
+	}
+	return u, json.Unmarshal([]byte(line), &u)
+}
+
+func (c *child) stop() {
+	_ = c.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// sample is one run of one implementation.
+type sample struct {
+	Impl      string                   `json:"impl"`
+	Scenario  string                   `json:"scenario"`
+	Payload   int                      `json:"payload"`
+	Senders   int                      `json:"senders"`
+	MsgsPerS  float64                  `json:"msgs_per_s"`
+	BytesPerS float64                  `json:"bytes_per_s"`
+	CPUPerMsg float64                  `json:"cpu_ns_per_msg"`
+	Allocs    float64                  `json:"allocs_per_msg"`
+	BytesPer  float64                  `json:"alloc_bytes_per_msg"`
+	Probes    map[string]time.Duration `json:"probe_p99_ns,omitempty"`
+	ProbeP50  map[string]time.Duration `json:"probe_p50_ns,omitempty"`
+}
+
+// throughput sends payload-sized messages from senders goroutines for d and
+// measures what the child delivered.
+func throughput(name string, payload, senders int, d time.Duration) (sample, error) {
+	s := sample{Impl: name, Scenario: "throughput", Payload: payload, Senders: senders}
+	c, err := startChild(name, 0)
+	if err != nil {
+		return s, err
+	}
+	defer c.stop()
+	snd, err := impls[name].dial(c.addr)
+	if err != nil {
+		return s, err
+	}
+	defer snd.close()
+	msg := make([]byte, payload)
+	unit := int64(1)
+	if u, ok := impls[name].(interface{ unit() int64 }); ok {
+		// The TCP ceiling: one writer, and its counts are bytes.
+		unit, senders, s.Senders = u.unit(), 1, 1
+	}
+	run := func(d time.Duration) (int64, error) {
+		var sent atomic.Int64
+		var wg sync.WaitGroup
+		var firstErr atomic.Value
+		stop := time.Now().Add(d)
+		for range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					for range 64 {
+						if err := snd.send(msg); err != nil {
+							firstErr.CompareAndSwap(nil, err)
+							return
+						}
+						sent.Add(unit)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err, _ := firstErr.Load().(error); err != nil {
+			return 0, err
+		}
+		return sent.Load(), nil
+	}
+	if _, err := run(d / 5); err != nil { // warm up
+		return s, err
+	}
+	base, err := waitFor(c, -1)
+	if err != nil {
+		return s, err
+	}
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	u0 := readUsage()
+	start := time.Now()
+	n, err := run(d)
+	if err != nil {
+		return s, err
+	}
+	final, err := waitFor(c, base.Delivered+n)
+	if err != nil {
+		return s, err
+	}
+	elapsed := time.Since(start)
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	u1 := readUsage()
+	got := final.Delivered - base.Delivered
+	s.MsgsPerS = float64(got) / elapsed.Seconds()
+	s.BytesPerS = s.MsgsPerS * float64(payload)
+	if unit > 1 {
+		s.BytesPerS = s.MsgsPerS // counts are bytes
+		got = max(got/int64(payload), 1)
+	}
+	s.CPUPerMsg = float64(u1.CPU-u0.CPU+final.CPU-base.CPU) / float64(got)
+	s.Allocs = float64(u1.Mallocs-u0.Mallocs+final.Mallocs-base.Mallocs) / float64(got)
+	s.BytesPer = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(got)
+	return s, nil
+}
+
+// waitFor polls the child until it has delivered want messages (or, for
+// want < 0, until its count stops moving) and returns its last report.
+func waitFor(c *child, want int64) (usage, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	var last usage
+	for i := 0; ; i++ {
+		u, err := c.report()
+		if err != nil {
+			return u, err
+		}
+		if (want >= 0 && u.Delivered >= want) || (want < 0 && i > 0 && u.Delivered == last.Delivered) {
+			return u, nil
+		}
+		if time.Now().After(deadline) {
+			return u, fmt.Errorf("child delivered %d, want %d", u.Delivered, want)
+		}
+		last = u
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// priority floods the data path of a slow receiver and times control
+// signals meanwhile.
+func priority(name string, d time.Duration) (sample, error) {
+	s := sample{Impl: name, Scenario: "priority", Payload: 1024, Senders: 4}
+	p, ok := impls[name].(prober)
+	if !ok {
+		return s, nil
+	}
+	c, err := startChild(name, 200*time.Microsecond)
+	if err != nil {
+		return s, err
+	}
+	defer c.stop()
+	snd, err := impls[name].dial(c.addr)
+	if err != nil {
+		return s, err
+	}
+	defer snd.close()
+	msg := make([]byte, s.Payload)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range s.Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if snd.send(msg) != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(d / 2) // the flood builds up
+	lat, err := p.probe(snd, 50)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return s, err
+	}
+	s.Probes, s.ProbeP50 = map[string]time.Duration{}, map[string]time.Duration{}
+	for k, l := range lat {
+		slices.Sort(l)
+		s.Probes[k] = l[int(0.99*float64(len(l)-1))]
+		s.ProbeP50[k] = l[len(l)/2]
+	}
+	return s, nil
+}
+
+func main() {
+	childName := flag.String("child", "", "run as the receiving process of this implementation (internal)")
+	childSlow := flag.Duration("child-slow", 0, "receiver delay per message (internal)")
+	rounds := flag.Int("rounds", 3, "rounds; every implementation runs once per round, interleaved")
+	duration := flag.Duration("duration", 2*time.Second, "how long each run sends")
+	only := flag.String("impls", "", "comma-separated implementations to run (default all)")
+	jsonPath := flag.String("json", "compare.json", "write the samples as JSON to this file (empty: don't)")
+	flag.Parse()
+	if *childName != "" {
+		if err := runChild(*childName, *childSlow); err != nil {
+			fmt.Fprintln(os.Stderr, "compare child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	names := []string{"courier", "protoactor-default", "protoactor-batch", "grpc-raw", "grpc-batched", "tcp"}
+	if *only != "" {
+		names = strings.Split(*only, ",")
+	}
+	type job struct {
+		scenario string
+		payload  int
+		senders  int
+	}
+	jobs := []job{{"throughput", 64, 16}, {"throughput", 1024, 16}, {"priority", 1024, 4}}
+	var samples []sample
+	for round := 1; round <= *rounds; round++ {
+		for _, j := range jobs {
+			for _, name := range names {
+				if name == "tcp" && j.scenario != "throughput" {
+					continue
+				}
+				fmt.Fprintf(os.Stderr, "round %d: %s %s payload=%d senders=%d\n", round, name, j.scenario, j.payload, j.senders)
+				var s sample
+				var err error
+				if j.scenario == "throughput" {
+					s, err = throughput(name, j.payload, j.senders, *duration)
+				} else {
+					s, err = priority(name, *duration)
+				}
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "  %s: %v\n", name, err)
+					continue
+				}
+				samples = append(samples, s)
+			}
+		}
+	}
+	printTable(os.Stdout, samples)
+	if *jsonPath != "" {
+		b, _ := json.MarshalIndent(samples, "", "  ")
+		if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+}
+
+// printTable prints medians and spreads per implementation and job, and the
+// ratio of courier's median to each.
+func printTable(w io.Writer, samples []sample) {
+	fmt.Fprintf(w, "\n%d cores, %s; medians of the rounds, spread min–max\n\n", runtime.NumCPU(), runtime.Version())
+	type key struct {
+		scenario string
+		payload  int
+		impl     string
+	}
+	groups := map[key][]sample{}
+	var order []key
+	for _, s := range samples {
+		k := key{s.Scenario, s.Payload, s.Impl}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], s)
+	}
+	median := func(v []float64) (m, lo, hi float64) {
+		slices.Sort(v)
+		return v[len(v)/2], v[0], v[len(v)-1]
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\timpl\tmsgs/s\tspread\tMB/s\tcourier ×\tCPU ns/msg\tallocs/msg\tB/msg\tcontrol p50 / p99\t")
+	courierRate := map[string]float64{}
+	for _, k := range order {
+		if k.impl == "courier" && k.scenario == "throughput" {
+			var r []float64
+			for _, s := range groups[k] {
+				r = append(r, s.BytesPerS)
+			}
+			courierRate[fmt.Sprint(k.scenario, k.payload)], _, _ = median(r)
+		}
+	}
+	for _, k := range order {
+		g := groups[k]
+		var rate, bps, cpu, allocs, bytes []float64
+		for _, s := range g {
+			rate = append(rate, s.MsgsPerS)
+			bps = append(bps, s.BytesPerS)
+			cpu = append(cpu, s.CPUPerMsg)
+			allocs = append(allocs, s.Allocs)
+			bytes = append(bytes, s.BytesPer)
+		}
+		if k.scenario == "priority" {
+			var notes []string
+			for probe := range g[0].Probes {
+				var p50, p99 []float64
+				for _, s := range g {
+					p50 = append(p50, float64(s.ProbeP50[probe]))
+					p99 = append(p99, float64(s.Probes[probe]))
+				}
+				m50, _, _ := median(p50)
+				m99, _, hi := median(p99)
+				notes = append(notes, fmt.Sprintf("%s %v / %v (worst p99 %v)", probe,
+					time.Duration(m50).Round(time.Microsecond), time.Duration(m99).Round(time.Microsecond), time.Duration(hi).Round(time.Microsecond)))
+			}
+			slices.Sort(notes)
+			fmt.Fprintf(tw, "priority\t%s\t\t\t\t\t\t\t\t%s\t\n", k.impl, strings.Join(notes, "; "))
+			continue
+		}
+		m, lo, hi := median(rate)
+		mb, _, _ := median(bps)
+		c, _, _ := median(cpu)
+		a, _, _ := median(allocs)
+		by, _, _ := median(bytes)
+		ratio := ""
+		if cr := courierRate[fmt.Sprint(k.scenario, k.payload)]; cr > 0 && mb > 0 {
+			ratio = fmt.Sprintf("%.2f", cr/mb)
+		}
+		rateCol, spread := fmt.Sprintf("%.0f", m), fmt.Sprintf("%.0f–%.0f", lo, hi)
+		if k.impl == "tcp" {
+			rateCol, spread = "", ""
+		}
+		fmt.Fprintf(tw, "throughput %dB\t%s\t%s\t%s\t%.1f\t%s\t%.0f\t%.2f\t%.0f\t\t\n", k.payload, k.impl, rateCol, spread, mb/1e6, ratio, c, a, by)
+	}
+	tw.Flush()
+}
