@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -101,7 +101,7 @@ func (s *courierSender) close() {
 
 // probe times system-lane round trips: a system envelope to the peer and
 // its answer back, while the user lane is flooded.
-func (courierImpl) probe(snd sender, n int) (map[string][]time.Duration, error) {
+func (courierImpl) probe(snd sender, n int, timeout time.Duration) (map[string][]time.Duration, error) {
 	s := snd.(*courierSender)
 	var lat []time.Duration
 	for range n {
@@ -118,8 +118,9 @@ func (courierImpl) probe(snd sender, n int) (map[string][]time.Duration, error) 
 		select {
 		case <-ch:
 			lat = append(lat, time.Since(start))
-		case <-time.After(10 * time.Second):
-			return nil, errors.New("courier probe: no answer within 10s")
+		case <-time.After(timeout):
+			lat = append(lat, timeout)
+			return map[string][]time.Duration{"system round trip": lat}, errProbeTimeout
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -207,21 +208,28 @@ func (s *protoactorSender) close() {
 // probe times what a protoactor-go user does for control while the flood
 // runs: a request/response to a second actor on the receiving node, and a
 // watch of a remote actor that is then stopped, until Terminated arrives.
-func (p protoactorImpl) probe(snd sender, n int) (map[string][]time.Duration, error) {
+func (p protoactorImpl) probe(snd sender, n int, timeout time.Duration) (map[string][]time.Duration, error) {
 	s := snd.(*protoactorSender)
 	echo := actor.NewPID(s.addr, "echo")
 	victims := actor.NewPID(s.addr, "victims")
 	var rr, term []time.Duration
+	result := func() map[string][]time.Duration {
+		return map[string][]time.Duration{"request/response": rr, "stop→Terminated": term}
+	}
 	for i := range n {
 		start := time.Now()
-		if _, err := s.system.Root.RequestFuture(echo, &pb.Request{SentUnixNano: start.UnixNano()}, 30*time.Second).Result(); err != nil {
-			return nil, fmt.Errorf("request/response: %w", err)
+		if _, err := s.system.Root.RequestFuture(echo, &pb.Request{SentUnixNano: start.UnixNano()}, timeout).Result(); err != nil {
+			rr = append(rr, timeout)
+			return result(), errProbeTimeout
 		}
 		rr = append(rr, time.Since(start))
 
 		id := fmt.Sprintf("victim-%d", i)
-		if _, err := s.system.Root.RequestFuture(victims, &pb.Victim{Id: id}, 30*time.Second).Result(); err != nil {
-			return nil, fmt.Errorf("spawning a victim: %w", err)
+		if _, err := s.system.Root.RequestFuture(victims, &pb.Victim{Id: id}, timeout).Result(); err != nil {
+			// The victim's spawn request waited behind the flood: the
+			// watch cannot be timed.
+			term = append(term, timeout)
+			return result(), errProbeTimeout
 		}
 		victim := actor.NewPID(s.addr, id)
 		terminated := make(chan struct{})
@@ -240,12 +248,14 @@ func (p protoactorImpl) probe(snd sender, n int) (map[string][]time.Duration, er
 		select {
 		case <-terminated:
 			term = append(term, time.Since(watchStart))
-		case <-time.After(30 * time.Second):
-			return nil, errors.New("stop→Terminated: no Terminated within 30s")
+		case <-time.After(timeout):
+			term = append(term, timeout)
+			s.system.Root.Stop(watcher)
+			return result(), errProbeTimeout
 		}
 		s.system.Root.Stop(watcher)
 	}
-	return map[string][]time.Duration{"request/response": rr, "stop→Terminated": term}, nil
+	return result(), nil
 }
 
 // raw and batched gRPC ------------------------------------------------------
@@ -266,7 +276,11 @@ type rawServer struct {
 
 func (r *rawServer) Stream(s pb.Raw_StreamServer) error {
 	for {
-		if _, err := s.Recv(); err != nil {
+		_, err := s.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		delivered.Add(1)
@@ -280,6 +294,9 @@ func (r *rawServer) Batched(s pb.Raw_BatchedServer) error {
 	var p pb.Payload
 	for {
 		packed, err := s.Recv()
+		if err == io.EOF {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -348,18 +365,32 @@ func (s *grpcSender) send(payload []byte) error {
 	if len(s.packed.Messages) < 1000 {
 		return nil
 	}
-	err = s.stream.SendMsg(&s.packed)
+	return s.sendPacked()
+}
+
+func (s *grpcSender) sendPacked() error {
+	err := s.stream.SendMsg(&s.packed)
 	s.packed.Messages = s.packed.Messages[:0]
 	return err
 }
 
-func (s *grpcSender) close() {
+// flush sends a partly filled batch, as an application's linger timer
+// would; the driver calls it when the senders stop.
+func (s *grpcSender) flush() error {
 	s.mu.Lock()
-	if s.batched && len(s.packed.Messages) > 0 {
-		_ = s.stream.SendMsg(&s.packed)
+	defer s.mu.Unlock()
+	if !s.batched || len(s.packed.Messages) == 0 {
+		return nil
 	}
+	return s.sendPacked()
+}
+
+func (s *grpcSender) close() {
+	_ = s.flush()
+	s.mu.Lock()
 	_ = s.stream.CloseSend()
 	s.mu.Unlock()
+	_ = s.stream.RecvMsg(new(pb.Ack)) // returns when the server has read everything
 	s.conn.Close()
 }
 

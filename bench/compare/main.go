@@ -22,6 +22,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,9 +57,17 @@ type sender interface {
 
 // prober is an implementation that can time control signals while its
 // data path is flooded: it returns one latency per probe.
+// A probe that gets no answer within timeout counts as timeout and ends
+// the probing with errProbeTimeout: what waits behind a flood may wait for
+// minutes.
 type prober interface {
-	probe(s sender, n int) (map[string][]time.Duration, error)
+	probe(s sender, n int, timeout time.Duration) (map[string][]time.Duration, error)
 }
+
+var errProbeTimeout = errors.New("probe timed out")
+
+// probeTimeout bounds each control probe.
+const probeTimeout = 5 * time.Second
 
 var impls = map[string]impl{}
 
@@ -214,6 +223,11 @@ func throughput(name string, payload, senders int, d time.Duration) (sample, err
 		if err, _ := firstErr.Load().(error); err != nil {
 			return 0, err
 		}
+		if f, ok := snd.(interface{ flush() error }); ok {
+			if err := f.flush(); err != nil {
+				return 0, err
+			}
+		}
 		return sent.Load(), nil
 	}
 	if _, err := run(d / 5); err != nil { // warm up
@@ -311,14 +325,17 @@ func priority(name string, d time.Duration) (sample, error) {
 		}()
 	}
 	time.Sleep(d / 2) // the flood builds up
-	lat, err := p.probe(snd, 50)
+	lat, err := p.probe(snd, 50, probeTimeout)
 	close(stop)
 	wg.Wait()
-	if err != nil {
+	if err != nil && !errors.Is(err, errProbeTimeout) {
 		return s, err
 	}
 	s.Probes, s.ProbeP50 = map[string]time.Duration{}, map[string]time.Duration{}
 	for k, l := range lat {
+		if len(l) == 0 {
+			continue
+		}
 		slices.Sort(l)
 		s.Probes[k] = l[int(0.99*float64(len(l)-1))]
 		s.ProbeP50[k] = l[len(l)/2]
@@ -407,19 +424,24 @@ func printTable(w io.Writer, samples []sample) {
 		return v[len(v)/2], v[0], v[len(v)-1]
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\timpl\tmsgs/s\tspread\tMB/s\tcourier ×\tCPU ns/msg\tallocs/msg\tB/msg\tcontrol p50 / p99\t")
-	courierRate := map[string]float64{}
+	fmt.Fprintln(tw, "payload\timpl\tmsgs/s\tspread\tMB/s\tcourier ×\tCPU ns/msg\tallocs/msg\tB/msg\t")
+	courierRate := map[int]float64{}
 	for _, k := range order {
 		if k.impl == "courier" && k.scenario == "throughput" {
 			var r []float64
 			for _, s := range groups[k] {
 				r = append(r, s.BytesPerS)
 			}
-			courierRate[fmt.Sprint(k.scenario, k.payload)], _, _ = median(r)
+			courierRate[k.payload], _, _ = median(r)
 		}
 	}
+	var prio []key
 	for _, k := range order {
 		g := groups[k]
+		if k.scenario == "priority" {
+			prio = append(prio, k)
+			continue
+		}
 		var rate, bps, cpu, allocs, bytes []float64
 		for _, s := range g {
 			rate = append(rate, s.MsgsPerS)
@@ -428,37 +450,57 @@ func printTable(w io.Writer, samples []sample) {
 			allocs = append(allocs, s.Allocs)
 			bytes = append(bytes, s.BytesPer)
 		}
-		if k.scenario == "priority" {
-			var notes []string
-			for probe := range g[0].Probes {
-				var p50, p99 []float64
-				for _, s := range g {
-					p50 = append(p50, float64(s.ProbeP50[probe]))
-					p99 = append(p99, float64(s.Probes[probe]))
-				}
-				m50, _, _ := median(p50)
-				m99, _, hi := median(p99)
-				notes = append(notes, fmt.Sprintf("%s %v / %v (worst p99 %v)", probe,
-					time.Duration(m50).Round(time.Microsecond), time.Duration(m99).Round(time.Microsecond), time.Duration(hi).Round(time.Microsecond)))
-			}
-			slices.Sort(notes)
-			fmt.Fprintf(tw, "priority\t%s\t\t\t\t\t\t\t\t%s\t\n", k.impl, strings.Join(notes, "; "))
-			continue
-		}
 		m, lo, hi := median(rate)
 		mb, _, _ := median(bps)
 		c, _, _ := median(cpu)
 		a, _, _ := median(allocs)
 		by, _, _ := median(bytes)
 		ratio := ""
-		if cr := courierRate[fmt.Sprint(k.scenario, k.payload)]; cr > 0 && mb > 0 {
+		if cr := courierRate[k.payload]; cr > 0 && mb > 0 {
 			ratio = fmt.Sprintf("%.2f", cr/mb)
 		}
 		rateCol, spread := fmt.Sprintf("%.0f", m), fmt.Sprintf("%.0f–%.0f", lo, hi)
 		if k.impl == "tcp" {
 			rateCol, spread = "", ""
 		}
-		fmt.Fprintf(tw, "throughput %dB\t%s\t%s\t%s\t%.1f\t%s\t%.0f\t%.2f\t%.0f\t\t\n", k.payload, k.impl, rateCol, spread, mb/1e6, ratio, c, a, by)
+		fmt.Fprintf(tw, "%d B\t%s\t%s\t%s\t%.1f\t%s\t%.0f\t%.2f\t%.0f\t\n", k.payload, k.impl, rateCol, spread, mb/1e6, ratio, c, a, by)
+	}
+	tw.Flush()
+	if len(prio) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\ncontrol signals while 4 senders flood a receiver that takes 200µs per message\n(%v: no answer within the probe timeout)\n\n", probeTimeout)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "impl\tprobe\tp50\tp99\tworst p99\t")
+	show := func(d float64) string {
+		if time.Duration(d) >= probeTimeout {
+			return "≥" + probeTimeout.String()
+		}
+		return time.Duration(d).Round(time.Microsecond).String()
+	}
+	for _, k := range prio {
+		g := groups[k]
+		var probes []string
+		for _, s := range g {
+			for p := range s.Probes {
+				if !slices.Contains(probes, p) {
+					probes = append(probes, p)
+				}
+			}
+		}
+		slices.Sort(probes)
+		for _, probe := range probes {
+			var p50, p99 []float64
+			for _, s := range g {
+				if v, ok := s.Probes[probe]; ok {
+					p50 = append(p50, float64(s.ProbeP50[probe]))
+					p99 = append(p99, float64(v))
+				}
+			}
+			m50, _, _ := median(p50)
+			m99, _, hi := median(p99)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", k.impl, probe, show(m50), show(m99), show(hi))
+		}
 	}
 	tw.Flush()
 }
