@@ -18,9 +18,11 @@ PROTO_PKG := github.com/courier-go/courier/$(PROTO_DIR)
 # unmarshal; pooling is enabled for the messages a decoder reuses per frame.
 VTPROTO_OPTS := features=marshal+unmarshal+unmarshal_unsafe+size+equal+clone+pool,pool=$(PROTO_PKG).Batch,pool=$(PROTO_PKG).Envelope,pool=$(PROTO_PKG).Header
 
-.PHONY: help test bench fuzz proto check-proto lint cover demo
+.PHONY: help test bench fuzz proto check-proto lint cover demo compare
 
 help:
+	@echo "make demo         the loopback benchmark: two nodes in two processes"
+	@echo "make compare      courier against protoactor-go, gRPC and TCP (bench/compare)"
 	@echo "make test         gofmt check, go vet, go test -race ./..."
 	@echo "make bench        every benchmark for BENCHTIME=$(BENCHTIME)"
 	@echo "make fuzz         every fuzz target for FUZZTIME=$(FUZZTIME)"
@@ -36,6 +38,14 @@ test:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -race ./...
 	$(GO) test -race -count=1 ./...
+
+demo:
+	$(GO) run ./bench/cmd/courier-bench
+
+# bench/compare is its own module, so that courier never depends on what it
+# is compared with.
+compare:
+	cd bench/compare && $(GO) run .
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) ./...
@@ -65,10 +75,14 @@ proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-go-vtpro
 	PATH="$(BIN):$$PATH" protoc -I batch/internal/refpb \
 	  --go_out=. --go_opt=module=github.com/courier-go/courier \
 	  batch/internal/refpb/ref.proto
+	PATH="$(BIN):$$PATH" protoc -I bench/compare/pb \
+	  --go_out=bench/compare --go_opt=module=github.com/courier-go/courier/bench/compare \
+	  --go-grpc_out=bench/compare --go-grpc_opt=module=github.com/courier-go/courier/bench/compare \
+	  bench/compare/pb/compare.proto
 
 check-proto: proto
-	@git diff --exit-code -- proto batch/internal/refpb || { echo "generated code is stale: run make proto and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto batch/internal/refpb)" || { git status --porcelain -- proto batch/internal/refpb; echo "untracked generated files"; exit 1; }
+	@git diff --exit-code -- proto batch/internal/refpb bench/compare/pb || { echo "generated code is stale: run make proto and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto batch/internal/refpb bench/compare/pb)" || { git status --porcelain -- proto batch/internal/refpb bench/compare/pb; echo "untracked generated files"; exit 1; }
 
 lint:
 	$(GO) run $(STATICCHECK) ./...

@@ -449,3 +449,52 @@ func (s *tcpSender) close() { _ = s.c.Close() }
 
 // unit says one send is 64 KiB of counted bytes.
 func (tcpImpl) unit() int64 { return 64 << 10 }
+
+// probe measures the machine's floor for the control table: a one-byte
+// ping-pong over a second loopback connection, to an echo in this process,
+// while the flood runs on the first. No transport can answer faster than
+// this on the same machine at the same time.
+func (tcpImpl) probe(_ sender, n int, timeout time.Duration) (map[string][]time.Duration, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer lis.Close()
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 1)
+		for {
+			if _, err := c.Read(b); err != nil {
+				return
+			}
+			if _, err := c.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var lat []time.Duration
+	b := make([]byte, 1)
+	for range n {
+		start := time.Now()
+		_ = c.SetDeadline(start.Add(timeout))
+		if _, err := c.Write(b); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			lat = append(lat, timeout)
+			return map[string][]time.Duration{"1-byte ping-pong": lat}, errProbeTimeout
+		}
+		lat = append(lat, time.Since(start))
+		time.Sleep(10 * time.Millisecond)
+	}
+	return map[string][]time.Duration{"1-byte ping-pong": lat}, nil
+}
