@@ -179,19 +179,29 @@ type sample struct {
 	ProbeP50  map[string]time.Duration `json:"probe_p50_ns,omitempty"`
 }
 
+// connect starts name's receiving child and dials it.
+func connect(name string, slow time.Duration) (*child, sender, error) {
+	c, err := startChild(name, slow)
+	if err != nil {
+		return nil, nil, err
+	}
+	snd, err := impls[name].dial(c.addr)
+	if err != nil {
+		c.stop()
+		return nil, nil, err
+	}
+	return c, snd, nil
+}
+
 // throughput sends payload-sized messages from senders goroutines for d and
 // measures what the child delivered.
 func throughput(name string, payload, senders int, d time.Duration) (sample, error) {
 	s := sample{Impl: name, Scenario: "throughput", Payload: payload, Senders: senders}
-	c, err := startChild(name, 0)
+	c, snd, err := connect(name, 0)
 	if err != nil {
 		return s, err
 	}
 	defer c.stop()
-	snd, err := impls[name].dial(c.addr)
-	if err != nil {
-		return s, err
-	}
 	defer snd.close()
 	msg := make([]byte, payload)
 	unit := int64(1)
@@ -295,15 +305,11 @@ func priority(name string, d time.Duration) (sample, error) {
 	if !ok {
 		return s, nil
 	}
-	c, err := startChild(name, 200*time.Microsecond)
+	c, snd, err := connect(name, 200*time.Microsecond)
 	if err != nil {
 		return s, err
 	}
 	defer c.stop()
-	snd, err := impls[name].dial(c.addr)
-	if err != nil {
-		return s, err
-	}
 	defer snd.close()
 	msg := make([]byte, s.Payload)
 	stop := make(chan struct{})
