@@ -102,8 +102,9 @@ func newEndpoint(m *Manager, address string, clientOnly bool) (*endpoint, error)
 			DeadLetter: func(env *batch.Envelope, reason writer.Reason) {
 				m.deadLetter(address, env, reason)
 			},
-			LinkDown: func(_ *writer.Link, err error) { ep.linkDown(err) },
-			Released: ep.released,
+			LinkDown:  func(_ *writer.Link, err error) { ep.linkDown(err) },
+			Released:  ep.released,
+			Heartbeat: heartbeatOf(laneID, o.heartbeat),
 			Logger:   m.log,
 		})
 		if err != nil {
@@ -287,16 +288,16 @@ func (ep *endpoint) run() {
 		ep.serveClient()
 		return
 	}
-	conn, err := grpc.NewClient(ep.address, ep.m.dialOptions()...)
-	if err != nil {
-		ep.terminate(writer.ReasonEndpointTerminated, err)
-		return
-	}
-	defer conn.Close()
-	client := transportv1.NewTransportClient(conn)
+	// A terminated endpoint settles with its peer here, in its own
+	// goroutine, whoever terminated it: a handler that sends may have.
+	defer func() {
+		if State(ep.state.Load()) == StateTerminated && !ep.closing.Load() {
+			ep.settle(ep.peer.Load())
+		}
+	}()
 	attempt := 0
 	for ep.ctx.Err() == nil {
-		err := ep.connection(client, attempt > 0 || ep.reconnects.Load() > 0)
+		up, err := ep.dial(attempt > 0 || ep.reconnects.Load() > 0)
 		if ep.ctx.Err() != nil {
 			return
 		}
@@ -309,6 +310,13 @@ func (ep *endpoint) run() {
 			}
 			ep.terminate(reason, err)
 			return
+		}
+		if errors.Is(err, ErrQuarantined) {
+			ep.terminate(writer.ReasonEndpointTerminated, err)
+			return
+		}
+		if up {
+			attempt = 0
 		}
 		attempt++
 		b := ep.m.o.reconnect
@@ -329,10 +337,21 @@ func (ep *endpoint) run() {
 	}
 }
 
-// connection opens both streams, runs them until one fails, and returns why.
-// A connection that came up resets the caller's attempt count by returning
-// through the success path below.
-func (ep *endpoint) connection(client transportv1.TransportClient, again bool) error {
+// dial makes one connection attempt on a connection of its own: a
+// connection that went silent is not reused. It reports whether the
+// connection came up, and why it ended.
+func (ep *endpoint) dial(again bool) (up bool, err error) {
+	conn, err := grpc.NewClient(ep.address, ep.m.dialOptions()...)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	return ep.connection(transportv1.NewTransportClient(conn), again)
+}
+
+// connection opens both streams, runs them until one fails or the peer goes
+// silent, and returns why; up reports whether both streams opened.
+func (ep *endpoint) connection(client transportv1.TransportClient, again bool) (up bool, err error) {
 	ctx, cancel := context.WithCancel(ep.ctx)
 	defer cancel()
 	// Drain a failure report from the previous connection.
@@ -346,9 +365,19 @@ func (ep *endpoint) connection(client transportv1.TransportClient, again bool) e
 	for i := range links {
 		l, s, p, err := ep.open(ctx, client, batch.Lane(i))
 		if err != nil {
-			return err
+			return false, err
 		}
 		links[i], streams[i], peer = l, s, p
+	}
+	if ep.m.quarantined(peer) {
+		return false, fmt.Errorf("%w: %s, incarnation %x", ErrQuarantined, peer.SystemID, peer.Incarnation)
+	}
+	if old := ep.peer.Load(); old != nil && (old.Incarnation != peer.Incarnation || old.SystemID != peer.SystemID) {
+		// A new incarnation: settle what was owed to the old one before
+		// the new one gets anything.
+		n := ep.settle(old)
+		ep.peer.Store(&peer)
+		ep.emit(Event{Type: EventPeerRestarted, Count: n, Reason: ReasonPeerRestarted.String()})
 	}
 	ep.peer.Store(&peer)
 	ep.state.Store(uint32(StateConnected))
@@ -364,22 +393,19 @@ func (ep *endpoint) connection(client transportv1.TransportClient, again bool) e
 	for i := range links {
 		ln := &ep.lanes[i]
 		lane := batch.Lane(i)
-		in := ep.m.inboundLane(peer, lane)
 		rcv := &reader.Receive{
 			Stream:    streams[i],
 			Peer:      peer,
 			Lane:      lane,
 			Limits:    links[i].Limits,
-			Deliver:   ep.m.deliver,
-			State:     &in.state,
 			Ack:       func(pos uint64) error { ln.w.AckReceived(pos); return nil },
 			PeerAcked: ln.w.PeerAcked,
 			Counters:  &ln.rc,
 			Logger:    ep.m.log,
 		}
-		rcv.Generation = rcv.State.Claim()
+		ep.m.bindReceive(rcv, peer, lane)
 		if err := ln.w.Attach(links[i]); err != nil {
-			return err
+			return true, err
 		}
 		wg.Add(1)
 		go func() {
@@ -387,24 +413,77 @@ func (ep *endpoint) connection(client transportv1.TransportClient, again bool) e
 			ep.linkDown(rcv.Run())
 		}()
 	}
-	var err error
-	select {
-	case err = <-ep.down:
-	case <-ep.ctx.Done():
-		err = ep.ctx.Err()
-		if ep.closing.Load() {
-			// The writers have stopped: this goroutine may send. Tell the
-			// peer, so that it does not take the end for a failure.
-			for _, s := range streams {
-				if wire.Goodbye(s, "node shutting down") == nil {
-					_ = s.CloseSend()
-				}
-			}
-		}
-	}
+	err = ep.watch(streams)
 	cancel()
 	wg.Wait()
-	return err
+	return true, err
+}
+
+// watch waits for the connection to end and returns why: a stream failed,
+// the peer went silent for the heartbeat timeout (nothing at all came back
+// on the control stream, not even a heartbeat reply), or the endpoint
+// stopped.
+func (ep *endpoint) watch(streams [2]transportv1.Transport_ConnectClient) error {
+	interval, timeout := ep.m.o.heartbeat, ep.m.o.heartbeatTimeout
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	frames := &ep.lanes[batch.LaneSystem].rc.Frames
+	seen, heard := frames.Load(), time.Now()
+	for {
+		select {
+		case err := <-ep.down:
+			return err
+		case now := <-tick.C:
+			if n := frames.Load(); n != seen {
+				seen, heard = n, now
+			} else if now.Sub(heard) >= timeout {
+				return fmt.Errorf("%w: nothing for %v", ErrPeerSilent, now.Sub(heard).Round(time.Millisecond))
+			}
+		case <-ep.ctx.Done():
+			if ep.closing.Load() {
+				// The writers have stopped: this goroutine may send. Tell the
+				// peer, so that it does not take the end for a failure.
+				for _, s := range streams {
+					if wire.Goodbye(s, "node shutting down") == nil {
+						_ = s.CloseSend()
+					}
+				}
+			}
+			return ep.ctx.Err()
+		}
+	}
+}
+
+// settle settles with a peer incarnation this endpoint is done with: the
+// writers dead-letter what it did not acknowledge, the incarnation is
+// quarantined, and the watchers of its processes are told Terminated. It
+// returns how many envelopes were dead-lettered. old may be nil: the peer
+// was never reached.
+func (ep *endpoint) settle(old *Peer) int {
+	n := 0
+	for i := range ep.lanes {
+		reason := writer.ReasonPeerRestarted
+		if State(ep.state.Load()) == StateTerminated {
+			reason = writer.ReasonEndpointTerminated
+		}
+		n += max(0, ep.lanes[i].w.Settle(ep.m.ctx, reason))
+	}
+	p := Peer{Address: ep.address}
+	if old != nil {
+		p = *old
+		ep.m.quarantine(p)
+	}
+	ep.m.settleWatches(ep.address, p)
+	return n
+}
+
+// heartbeatOf is the heartbeat interval of a lane's writer: only the
+// control stream beats.
+func heartbeatOf(lane batch.Lane, interval time.Duration) time.Duration {
+	if lane == batch.LaneSystem {
+		return interval
+	}
+	return 0
 }
 
 // open opens one lane's stream in ctx and runs the dialer's handshake on it,

@@ -31,6 +31,12 @@ const (
 	// EventStreamError: an inbound stream failed: bad frames, a protocol
 	// violation, a panicking handler. Err says what.
 	EventStreamError
+	// EventPeerRestarted: the endpoint reconnected to a new incarnation of
+	// its peer (Peer). Before any traffic to it, what the old incarnation
+	// had not acknowledged was dead-lettered (Count envelopes, reason
+	// "peer restarted"), the old incarnation was quarantined and its
+	// watchers were told Terminated.
+	EventPeerRestarted
 )
 
 // String returns the event type's name.
@@ -50,6 +56,8 @@ func (t EventType) String() string {
 		return "peer refused"
 	case EventStreamError:
 		return "stream error"
+	case EventPeerRestarted:
+		return "peer restarted"
 	}
 	return "event"
 }
@@ -71,6 +79,9 @@ type Event struct {
 	Delay   time.Duration
 	// Reason says why, for EventTerminated.
 	Reason string
+	// Count is the number of envelopes dead-lettered, for
+	// EventPeerRestarted.
+	Count int
 	// Err is the error behind EventReconnecting, EventTerminated,
 	// EventPeerRefused and EventStreamError.
 	Err error

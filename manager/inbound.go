@@ -17,32 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// inboundKey names one lane from one peer incarnation.
-type inboundKey struct {
-	systemID    string
-	incarnation uint64
-	lane        batch.Lane
-}
-
-// inboundLane is what this node keeps for one lane from one peer
-// incarnation: what has been delivered, and receive statistics.
-type inboundLane struct {
-	state    reader.LaneState
-	counters reader.Counters
-}
-
-func (m *Manager) inboundLane(p Peer, lane batch.Lane) *inboundLane {
-	k := inboundKey{p.SystemID, p.Incarnation, lane}
-	if v, ok := m.inbound.Load(k); ok {
-		return v.(*inboundLane)
-	}
-	v, _ := m.inbound.LoadOrStore(k, new(inboundLane))
-	return v.(*inboundLane)
-}
-
-// deliver hands an inbound envelope to the handler.
-func (m *Manager) deliver(p *Peer, env *batch.Envelope) { m.o.handler.Deliver(*p, env) }
-
 // clientAddress is the address this node gives a client-only peer.
 func clientAddress(h *courierv1.Hello) string {
 	return ClientAddressPrefix + h.GetSystemId() + ":" + strconv.FormatUint(h.GetIncarnation(), 16)
@@ -52,6 +26,9 @@ func clientAddress(h *courierv1.Hello) string {
 func (m *Manager) checkHello(_ context.Context, h *courierv1.Hello) (*courierv1.Welcome, error) {
 	if m.closed.Load() {
 		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "node is shutting down")
+	}
+	if m.quarantined(Peer{SystemID: h.GetSystemId(), Incarnation: h.GetIncarnation()}) {
+		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", h.GetIncarnation(), h.GetSystemId())
 	}
 	limits := batch.LimitsFromProto(h.GetLimits(), m.o.limits).Min(m.o.limits)
 	return &courierv1.Welcome{
@@ -81,19 +58,14 @@ func (m *Manager) refusedStream(h *courierv1.Hello, err error) {
 func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courierv1.Welcome, s wire.Stream) (*reader.Accepted, error) {
 	lane, _ := wire.LaneFromProto(h.GetLane())
 	peer := Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}
-	in := m.inboundLane(peer, lane)
-	acc := &reader.Accepted{Receive: reader.Receive{
-		Peer:     peer,
-		Deliver:  m.deliver,
-		State:    &in.state,
-		Counters: &in.counters,
-		Logger:   m.log,
-	}}
-	acc.Receive.Generation = in.state.Claim()
+	acc := &reader.Accepted{Receive: reader.Receive{Peer: peer, Logger: m.log}}
 	if peer.Address != "" {
+		in := m.bindReceive(&acc.Receive, peer, lane)
+		acc.Receive.Counters = &in.counters
 		is := &inboundStream{s: s}
 		m.streams.Store(is, struct{}{})
 		acc.Receive.Ack = is.ack
+		acc.Receive.Heartbeat = is.heartbeat
 		report := m.streamDone(peer)
 		acc.Done = func(err error) {
 			m.streams.Delete(is)
@@ -105,6 +77,8 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 	// A client-only peer: its endpoint sends over this stream.
 	peer.Address = clientAddress(h)
 	acc.Receive.Peer = peer
+	in := m.bindReceive(&acc.Receive, peer, lane)
+	acc.Receive.Counters = &in.counters
 	ep, err := m.clientEndpoint(peer.Address)
 	if err != nil {
 		return nil, err
@@ -146,6 +120,16 @@ func (is *inboundStream) ack(pos uint64) error {
 	return reader.AckInline(is.s)(pos)
 }
 
+// heartbeat answers the peer's heartbeat.
+func (is *inboundStream) heartbeat(nanos uint64) error {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.closed {
+		return nil
+	}
+	return reader.HeartbeatInline(is.s)(nanos)
+}
+
 // goodbye tells the peer this node is closing; nothing is sent after.
 func (is *inboundStream) goodbye() {
 	is.mu.Lock()
@@ -178,7 +162,7 @@ func (m *Manager) streamDone(p Peer) func(error) {
 // peer said goodbye or went away, or this node is closing.
 func isQuietEnd(err error) bool {
 	if errors.Is(err, reader.ErrGoodbye) || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, reader.ErrSuperseded) {
+		errors.Is(err, reader.ErrSuperseded) || errors.Is(err, reader.ErrQuarantined) {
 		return true
 	}
 	switch status.Code(err) {

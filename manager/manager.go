@@ -17,6 +17,7 @@ import (
 	"github.com/courier-go/courier/proto/courier/v1/transportv1"
 	"github.com/courier-go/courier/reader"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Errors returned by the Manager. Compare with errors.Is.
@@ -42,6 +43,10 @@ var (
 	// ErrSystemQueueFull: the peer left the system queue full; it is
 	// treated as failed.
 	ErrSystemQueueFull = errors.New("manager: system queue full, peer failed")
+	// ErrPeerSilent: nothing came back on the control stream, not even a
+	// heartbeat reply, for the heartbeat timeout; the connection is
+	// dropped and dialed again.
+	ErrPeerSilent = errors.New("manager: peer silent")
 	// ErrUnknownClient: the address names a client-only peer that is not
 	// connected.
 	ErrUnknownClient = errors.New("manager: unknown client-only peer")
@@ -95,7 +100,8 @@ type Manager struct {
 	log         *slog.Logger
 
 	endpoints sync.Map // address → *endpoint
-	inbound   sync.Map // inboundKey → *inboundLane
+	inbound   sync.Map // peerKey → *inboundPeer
+	watched   watches
 	streams   sync.Map // *inboundStream → struct{}: accepted streams to say goodbye on
 	events    *events
 
@@ -110,7 +116,8 @@ type Manager struct {
 	cancel  context.CancelFunc
 	epWG    sync.WaitGroup // endpoint goroutines
 
-	deadLetters atomic.Uint64
+	deadLetters     atomic.Uint64
+	staleTerminated atomic.Uint64 // Terminated envelopes that answered no watch
 }
 
 // New returns a manager configured by opts, validated all at once. It does
@@ -209,6 +216,10 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 		// Close returns only after every inbound stream's handler has
 		// returned, so no delivery runs after it.
 		grpc.WaitForHandlers(true),
+		// A dialer that vanished without closing its connection (a
+		// black-holed network) is found by gRPC's pings once its
+		// heartbeats stop.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: m.o.heartbeatTimeout, Timeout: m.o.heartbeatTimeout}),
 		grpc.MaxRecvMsgSize(m.o.limits.MaxFrameBytes + 1024),
 		grpc.MaxSendMsgSize(m.o.limits.MaxFrameBytes + 1024),
 	}
@@ -246,6 +257,9 @@ func (m *Manager) Send(ctx context.Context, address string, env *Envelope) error
 	ep, err := m.endpoint(address)
 	if err != nil {
 		return err
+	}
+	if env.Lane == batch.LaneSystem && env.Kind != batch.KindNone {
+		return m.sendSystem(ctx, ep, address, env)
 	}
 	return ep.send(ctx, env)
 }

@@ -182,13 +182,13 @@ func TestSystemLaneInOrder(t *testing.T) {
 	b := newNode(t, recv)
 	const n = 500
 	for i := range n {
-		env := &Envelope{Target: "sys", Lane: batch.LaneSystem, Kind: batch.KindWatch, Payload: []byte(fmt.Sprint(i))}
+		env := &Envelope{Target: "sys", Lane: batch.LaneSystem, Kind: batch.KindStop, Payload: []byte(fmt.Sprint(i))}
 		if err := a.Send(context.Background(), b.Addr(), env); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, e := range recv.wait(t, n, 20*time.Second) {
-		if string(e.Payload) != fmt.Sprint(i) || e.Lane != batch.LaneSystem || e.Kind != batch.KindWatch {
+		if string(e.Payload) != fmt.Sprint(i) || e.Lane != batch.LaneSystem || e.Kind != batch.KindStop {
 			t.Fatalf("envelope %d: %+v", i, e)
 		}
 	}

@@ -59,6 +59,7 @@ const (
 	DefaultBatchBytes       = 256 << 10
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultHeartbeat        = time.Second
+	DefaultHeartbeatTimeout = 5 * time.Second
 	DefaultSystemTimeout    = 10 * time.Second
 )
 
@@ -85,6 +86,7 @@ type options struct {
 	lowWater          float64
 	limits            batch.Limits
 	heartbeat         time.Duration
+	heartbeatTimeout  time.Duration
 	handshakeTimeout  time.Duration
 	dialOptions       []grpc.DialOption
 	serverOptions     []grpc.ServerOption
@@ -109,6 +111,7 @@ func defaults() options {
 		lowWater:          0.5,
 		limits:            batch.DefaultLimits(),
 		heartbeat:         DefaultHeartbeat,
+		heartbeatTimeout:  DefaultHeartbeatTimeout,
 		handshakeTimeout:  DefaultHandshakeTimeout,
 		systemTimeout:     DefaultSystemTimeout,
 		reconnect:         DefaultBackoff(),
@@ -157,6 +160,9 @@ func (o *options) validate() error {
 	}
 	if o.heartbeat < 10*time.Millisecond || o.heartbeat > time.Minute {
 		bad("WithHeartbeatInterval(%v): want [10ms, 1m]", o.heartbeat)
+	}
+	if o.heartbeatTimeout < 2*o.heartbeat || o.heartbeatTimeout > 10*time.Minute {
+		bad("WithHeartbeatTimeout(%v): want [2 × heartbeat interval %v, 10m]", o.heartbeatTimeout, o.heartbeat)
 	}
 	if o.handshakeTimeout < 10*time.Millisecond || o.handshakeTimeout > time.Minute {
 		bad("WithHandshakeTimeout(%v): want [10ms, 1m]", o.handshakeTimeout)
@@ -297,6 +303,14 @@ func WithDictionaryLimits(entries, bytes int) Option {
 // node alive. Default 1s; [10ms, 1m].
 func WithHeartbeatInterval(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.heartbeat = d })
+}
+
+// WithHeartbeatTimeout sets how long a peer may stay silent on the control
+// stream, not answering even a heartbeat, before its connection is taken
+// for dead, dropped and dialed again (a black-holed network, a frozen
+// peer). Default 5s; at least twice the heartbeat interval, at most 10m.
+func WithHeartbeatTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.heartbeatTimeout = d })
 }
 
 // WithHandshakeTimeout bounds the Hello/Welcome exchange of a new stream,

@@ -51,6 +51,7 @@ const (
 	ReasonEndpointTerminated = writer.ReasonEndpointTerminated
 	ReasonBlocked            = writer.ReasonBlocked
 	ReasonShutdown           = writer.ReasonShutdown
+	ReasonPeerRestarted      = writer.ReasonPeerRestarted
 )
 
 // DeadLetter is an envelope that was not delivered.

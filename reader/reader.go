@@ -29,6 +29,10 @@ var (
 	ErrHandlerPanic = errors.New("reader: handler panicked")
 	// ErrSuperseded: a newer stream of the same peer and lane took over.
 	ErrSuperseded = errors.New("reader: superseded by a newer stream")
+	// ErrQuarantined: this node gave up on the peer incarnation (its
+	// endpoint terminated, or the peer restarted); nothing more from it is
+	// delivered.
+	ErrQuarantined = errors.New("reader: peer incarnation quarantined")
 )
 
 // Peer identifies the node at the other end of a stream, as its Hello or
@@ -70,9 +74,11 @@ type Counters struct {
 // stream's claim waits for the old stream's batch in progress and the lane
 // never delivers out of order.
 type LaneState struct {
-	mu    sync.Mutex
-	last  uint64 // last position delivered
-	owner uint64 // generation of the stream allowed to deliver
+	mu     sync.Mutex
+	last   uint64        // last position delivered
+	shown  atomic.Uint64 // last as of the end of the latest batch, for Last
+	owner  uint64        // generation of the stream allowed to deliver
+	closed bool          // Close was called: nothing is delivered again
 }
 
 // Claim makes a new stream the lane's only deliverer and returns its
@@ -84,11 +90,19 @@ func (s *LaneState) Claim() uint64 {
 	return s.owner
 }
 
-// Last returns the last position delivered.
-func (s *LaneState) Last() uint64 {
+// Last returns the last position delivered as of the end of the latest
+// batch. It does not wait for a batch in progress.
+func (s *LaneState) Last() uint64 { return s.shown.Load() }
+
+// Close ends delivery on the lane for good, for a peer incarnation this
+// node has given up on: it waits for a batch in progress, and every stream
+// of the lane, current or future, fails with ErrQuarantined at its next
+// batch.
+func (s *LaneState) Close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last
+	s.closed = true
+	s.owner++
+	s.mu.Unlock()
 }
 
 // Receive is the receive side of one established stream, either end.
@@ -115,6 +129,12 @@ type Receive struct {
 	// PeerAcked receives the peer's acks of what this node sent on the
 	// stream; nil ignores them.
 	PeerAcked func(pos uint64)
+	// Heartbeat answers the peer's heartbeats (those that are not replies
+	// themselves), with the peer's clock to echo; nil ignores them.
+	Heartbeat func(nanos uint64) error
+	// Delivered, if set, is called after every batch, outside the lane's
+	// lock, with the last position the lane has delivered.
+	Delivered func(last uint64)
 	// Counters receives statistics. Required.
 	Counters *Counters
 	// Logger receives debug logs; nil means none.
@@ -152,6 +172,9 @@ func (r *Receive) Run() error {
 			if err != nil {
 				return err
 			}
+			if r.Delivered != nil {
+				r.Delivered(last)
+			}
 			if d.AckRequested {
 				if err := r.Ack(last); err != nil {
 					return err
@@ -162,6 +185,11 @@ func (r *Receive) Run() error {
 				r.PeerAcked(d.Control.GetAck().GetPosition())
 			}
 		case batch.FrameHeartbeat:
+			if hb := d.Control.GetHeartbeat(); r.Heartbeat != nil && !hb.GetReply() {
+				if err := r.Heartbeat(hb.GetNanos()); err != nil {
+					return err
+				}
+			}
 		case batch.FrameGoodbye:
 			return fmt.Errorf("%w: %s", ErrGoodbye, d.Control.GetGoodbye().GetReason())
 		default:
@@ -180,8 +208,12 @@ func (r *Receive) deliver(d *batch.Decoded) (last uint64, err error) {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrHandlerPanic, p)
 		}
+		st.shown.Store(st.last)
 		st.mu.Unlock()
 	}()
+	if st.closed {
+		return 0, ErrQuarantined
+	}
 	if st.owner != r.Generation {
 		return 0, ErrSuperseded
 	}
@@ -208,6 +240,20 @@ func (r *Receive) deliver(d *batch.Decoded) (last uint64, err error) {
 		r.Counters.Duplicates.Add(dup)
 	}
 	return last, nil
+}
+
+// HeartbeatInline returns a Heartbeat function for a stream whose only
+// sender is its receive loop: it sends the reply itself.
+func HeartbeatInline(s wire.Stream) func(nanos uint64) error {
+	return func(nanos uint64) error {
+		buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{
+			Heartbeat: &courierv1.Heartbeat{Nanos: nanos, Reply: true},
+		}})
+		if err != nil {
+			return err
+		}
+		return s.SendMsg(buf)
+	}
 }
 
 // AckInline returns an Ack function for a stream whose only sender is its

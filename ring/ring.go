@@ -296,6 +296,12 @@ func (r *Ring[T]) Len() int {
 	return int(t - h)
 }
 
+// Pushed returns how many values have been accepted since New: the
+// position of the latest push, counting from 1. A producer that reads it
+// after its own push returned gets at least that push's position. Safe from
+// any goroutine.
+func (r *Ring[T]) Pushed() uint64 { return r.tail.Load() &^ closedBit }
+
 // Bell returns the bell the ring rings when a value arrives, for consumers
 // that park on more than the ring.
 func (r *Ring[T]) Bell() *Bell { return r.bell }

@@ -34,6 +34,10 @@ const (
 	ReasonBlocked
 	// ReasonShutdown: the node closed before the envelope was delivered.
 	ReasonShutdown
+	// ReasonPeerRestarted: the peer came back as a new incarnation before
+	// it acknowledged the envelope; what was meant for the old one is not
+	// handed to the new one.
+	ReasonPeerRestarted
 
 	// NumReasons is the number of reasons, for arrays indexed by Reason.
 	NumReasons = iota
@@ -52,6 +56,8 @@ func (r Reason) String() string {
 		return "blocked"
 	case ReasonShutdown:
 		return "shutdown"
+	case ReasonPeerRestarted:
+		return "peer restarted"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
@@ -79,7 +85,9 @@ type Counters struct {
 	BytesOut atomic.Uint64
 	// DeadLettered counts envelopes the writer gave up on, by reason.
 	DeadLettered [NumReasons]atomic.Uint64
-	_            pad
+	// Heartbeats counts heartbeat frames sent on idle links.
+	Heartbeats atomic.Uint64
+	_          pad
 }
 
 // Link is one stream's sending side, handed to a writer after the
@@ -125,6 +133,11 @@ type Config struct {
 	// Released, if set, is called from the writer goroutine after
 	// acknowledged envelopes left the ring.
 	Released func()
+	// Heartbeat, if positive, makes the writer send a Heartbeat frame on a
+	// link that has carried nothing for this long, so that the peer, and
+	// this node through the peer's reply, can tell a quiet link from a dead
+	// one.
+	Heartbeat time.Duration
 	// Logger receives debug logs; nil means none.
 	Logger *slog.Logger
 }
@@ -140,6 +153,7 @@ type Writer struct {
 
 	attach chan *Link // the next link to use; capacity 1
 	detach chan detachReq
+	settle chan settleReq
 	stop   chan struct{} // closed when stopping begins
 	done   chan struct{} // closed when the goroutine has exited
 	// ctx is canceled to abort: the writer stops sending and dead-letters
@@ -162,6 +176,7 @@ type Writer struct {
 	skipped  []uint64 // lane positions dead-lettered but still in the ring
 	ackSent  uint64   // highest position acknowledged on the current link
 	linger   *time.Timer
+	beat     *time.Timer // heartbeat timer, reused while parked
 	// yieldBelow: a frame with fewer envelopes yields once for more.
 	yieldBelow int
 }
@@ -184,6 +199,7 @@ func New(cfg Config) (*Writer, error) {
 		bell:   cfg.Ring.Bell(),
 		attach: make(chan *Link, 1),
 		detach: make(chan detachReq, 1),
+		settle: make(chan settleReq, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		ctx:    ctx,
@@ -211,6 +227,69 @@ func (w *Writer) Attach(l *Link) error {
 	}
 	w.bell.Ring()
 	return nil
+}
+
+type settleReq struct {
+	reason Reason
+	done   chan int // the number of envelopes dead-lettered
+}
+
+// Settle drops the current link and dead-letters, with reason, every
+// envelope in the ring that the peer has not acknowledged, sent or not. It
+// is for a peer that came back as a new incarnation: what was owed to the
+// old one is settled before the new one gets anything. Positions go on
+// from where they were; the next link learns of the gap (see Attach).
+// Settle returns the number of envelopes dead-lettered, or -1 if the writer
+// had already exited or ctx ended first. Safe from any goroutine.
+func (w *Writer) Settle(ctx context.Context, reason Reason) int {
+	req := settleReq{reason: reason, done: make(chan int, 1)}
+	select {
+	case w.settle <- req:
+	case <-w.done:
+		return -1
+	case <-ctx.Done():
+		return -1
+	}
+	w.bell.Ring()
+	select {
+	case n := <-req.done:
+		return n
+	case <-w.done:
+		return -1
+	}
+}
+
+// settleAll is Settle in the writer goroutine.
+func (w *Writer) settleAll(reason Reason) int {
+	w.link, w.enc = nil, nil
+	r := w.cfg.Ring
+	r.Rewind()
+	pos, n := w.released, 0
+	for {
+		k := r.Peek(w.buf)
+		if k == 0 {
+			break
+		}
+		for i := range k {
+			pos++
+			if len(w.skipped) > 0 && w.skipped[0] == pos {
+				w.skipped = w.skipped[1:] // dead-lettered already
+			} else {
+				n++
+				w.cfg.Counters.DeadLettered[reason].Add(1)
+				w.cfg.DeadLetter(&w.buf[i], reason)
+			}
+			w.buf[i] = batch.Envelope{}
+		}
+		r.Release(k)
+	}
+	w.released = pos
+	w.sentHigh = max(w.sentHigh, pos)
+	w.skipped = w.skipped[:0]
+	if w.cfg.Released != nil {
+		w.cfg.Released()
+	}
+	return n
 }
 
 type detachReq struct {
@@ -331,6 +410,8 @@ func (w *Writer) run() {
 				w.cfg.Ring.Rewind()
 			}
 			close(req.done)
+		case req := <-w.settle:
+			req.done <- w.settleAll(req.reason)
 		default:
 		}
 		w.releaseAcked()
@@ -357,13 +438,47 @@ func (w *Writer) run() {
 func (w *Writer) park() {
 	ready := func() bool {
 		return (w.link != nil && w.cfg.Ring.Ready()) ||
-			len(w.attach) > 0 || len(w.detach) > 0 ||
+			len(w.attach) > 0 || len(w.detach) > 0 || len(w.settle) > 0 ||
 			w.peerAcked.Load() > w.released ||
 			(w.link != nil && w.ackDue.Load() > w.ackSent) ||
 			(w.stopping() && w.cfg.Ring.Drained() && w.cfg.Ring.Retained() == 0)
 	}
-	_ = w.bell.Wait(w.ctx, ready)
+	if w.cfg.Heartbeat <= 0 || w.link == nil {
+		_ = w.bell.Wait(w.ctx, ready)
+		return
+	}
+	if w.beat == nil {
+		w.beat = time.NewTimer(w.cfg.Heartbeat)
+	} else {
+		w.beat.Reset(w.cfg.Heartbeat)
+	}
+	timedOut, _ := w.bell.WaitTimer(w.ctx, w.beat.C, ready)
+	w.beat.Stop()
+	if timedOut {
+		if err := w.sendHeartbeat(); err != nil {
+			w.lost(err)
+		}
+	}
 }
+
+// sendHeartbeat tells the peer this node is alive on a link that has been
+// idle for the heartbeat interval.
+func (w *Writer) sendHeartbeat() error {
+	buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{
+		Heartbeat: &courierv1.Heartbeat{Nanos: uint64(time.Since(epoch))},
+	}})
+	if err != nil {
+		return err
+	}
+	if err := w.link.Stream.SendMsg(buf); err != nil {
+		return err
+	}
+	w.cfg.Counters.Heartbeats.Add(1)
+	return nil
+}
+
+// epoch is the zero of the heartbeats' monotonic clock.
+var epoch = time.Now()
 
 // use switches to a new link: a fresh encoder with the link's limits, and
 // everything not acknowledged goes out again from the oldest.
@@ -387,6 +502,24 @@ func (w *Writer) use(l *Link) {
 	w.cfg.Ring.Rewind()
 	w.enc.SetNextPosition(w.released + 1)
 	w.ackSent = 0
+	if w.released > 0 {
+		// Tell the peer where this lane stands: a new incarnation has seen
+		// none of the positions before, and must not wait for them (a
+		// held Terminated waits for a user-lane position).
+		if err := w.sendPosition(w.released + 1); err != nil {
+			w.lost(err)
+		}
+	}
+}
+
+// sendPosition sends an empty batch at pos: the peer takes every position
+// before it as settled.
+func (w *Writer) sendPosition(pos uint64) error {
+	buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: &courierv1.Batch{Position: pos}}})
+	if err != nil {
+		return err
+	}
+	return w.link.Stream.SendMsg(buf)
 }
 
 // lost gives up the current link after a send failed.
@@ -470,12 +603,15 @@ func (w *Writer) add(env *batch.Envelope) error {
 		err = w.enc.Add(env)
 	}
 	if errors.Is(err, batch.ErrEnvelopeTooLarge) {
-		// Skip the position; the peer learns of the gap from the next
-		// frame. Dead-letter only the first time: a resend skips quietly.
+		// Skip the position, and tell the peer at once: it must not wait
+		// for it. Dead-letter only the first time: a resend skips quietly.
 		if err = w.flush(); err != nil {
 			return err
 		}
 		w.enc.SetNextPosition(pos + 1)
+		if err = w.sendPosition(pos + 1); err != nil {
+			return err
+		}
 		if pos > w.sentHigh {
 			w.sentHigh = pos
 			w.skipped = append(w.skipped, pos)
