@@ -105,7 +105,7 @@ func newEndpoint(m *Manager, address string, clientOnly bool) (*endpoint, error)
 			LinkDown:  func(_ *writer.Link, err error) { ep.linkDown(err) },
 			Released:  ep.released,
 			Heartbeat: heartbeatOf(laneID, o.heartbeat),
-			Logger:   m.log,
+			Logger:    m.log,
 		})
 		if err != nil {
 			cancel()
