@@ -304,6 +304,10 @@ func (ep *endpoint) run() {
 		var refused *wire.RefusedError
 		if errors.As(err, &refused) {
 			ep.emit(Event{Type: EventPeerRefused, Err: err})
+		}
+		if errors.As(err, &refused) && !errors.Is(err, wire.ErrUnavailable) {
+			// Refused for good; a peer shutting down or at a limit is
+			// tried again.
 			reason := writer.ReasonEndpointTerminated
 			if errors.Is(err, wire.ErrBlocked) {
 				reason = writer.ReasonBlocked
@@ -403,7 +407,17 @@ func (ep *endpoint) connection(client transportv1.TransportClient, again bool) (
 			Counters:  &ln.rc,
 			Logger:    ep.m.log,
 		}
-		ep.m.bindReceive(rcv, peer, lane)
+		if ep.m.addr == "" {
+			// A client-only node: the peer sends to it over these streams.
+			ep.m.bindReceive(rcv, peer, lane)
+		} else {
+			// A listening node: the peer sends to it over the peer's own
+			// connection, whose streams own the lane's state; these carry
+			// acks and heartbeat replies only.
+			rcv.State = new(reader.LaneState)
+			rcv.Generation = rcv.State.Claim()
+			rcv.Deliver = ep.m.deliver
+		}
 		if err := ln.w.Attach(links[i]); err != nil {
 			return true, err
 		}

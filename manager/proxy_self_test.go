@@ -116,7 +116,7 @@ func waitConns(t *testing.T, p *faultProxy, want int) {
 	}
 }
 
-func TestFaultProxy(t *testing.T) {
+func TestInjectingProxy(t *testing.T) {
 	setup := func(t *testing.T) *faultProxy {
 		return newFaultProxy(t, startEchoServer(t))
 	}

@@ -1,0 +1,522 @@
+package manager
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/courier-go/courier/batch"
+)
+
+// The fault tests run two nodes, each behind a fault-injecting proxy that
+// its peer dials, and send user and system envelopes both ways while a
+// fault is injected and then cleared. Then they account for every envelope:
+// delivered once, dead-lettered with a reason, or refused at Send. Run them
+// with go test -race -count 20 -run Fault.
+
+// faultOptions make failures show within seconds. Not less: on a shared
+// virtual machine a 50ms timer can fire seconds late, and a shorter
+// heartbeat timeout would take a live peer for a dead one. (That is
+// harmless, only slow: the tests hold whatever reconnects happen.)
+func faultOptions() []Option {
+	return []Option{
+		WithHeartbeatInterval(100 * time.Millisecond),
+		WithHeartbeatTimeout(2 * time.Second),
+		WithHandshakeTimeout(2 * time.Second),
+		WithReconnect(Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2, Jitter: 0.2}),
+		WithUserQueue(1024),
+		WithSystemQueue(1024),
+	}
+}
+
+const nWatches = 4 // watchers w0..w3 on node a watch processes p0..p3 on node b
+
+// faultNode is one node of a fault test, with everything it saw.
+type faultNode struct {
+	t     *testing.T
+	m     *Manager
+	proxy *faultProxy // in front of the node: its peer dials this
+
+	mu sync.Mutex
+	// What the handler got, by envelope id.
+	user, sys map[uint64]int
+	// Terminated envelopes by watch, with the reason header.
+	terms       map[watchKey]int
+	termReasons map[watchKey]string
+	// Per sending process: whether its Terminated was delivered, and user
+	// envelopes from it delivered after that (must stay 0).
+	terminated    map[string]bool
+	userAfterTerm int
+	// Watches this node was asked to keep, as the watched node.
+	watchedBy map[watchKey]Peer
+	// Dead letters by lane and id, with their reasons.
+	dead       [2]map[uint64]int
+	deadReason [2]map[uint64]DeadLetterReason
+	// Ids refused at Send.
+	refused [2]map[uint64]bool
+	// gate, while set, holds user deliveries until it is closed, so that
+	// the user lane lags the system lane.
+	gate atomic.Pointer[chan struct{}]
+}
+
+func newFaultNode(t *testing.T, listen string, proxy *faultProxy, opts ...Option) *faultNode {
+	t.Helper()
+	n := &faultNode{
+		t: t, proxy: proxy,
+		user: map[uint64]int{}, sys: map[uint64]int{},
+		terms: map[watchKey]int{}, termReasons: map[watchKey]string{},
+		terminated: map[string]bool{}, watchedBy: map[watchKey]Peer{},
+	}
+	for l := range 2 {
+		n.dead[l] = map[uint64]int{}
+		n.deadReason[l] = map[uint64]DeadLetterReason{}
+		n.refused[l] = map[uint64]bool{}
+	}
+	base := append([]Option{
+		WithListenAddress(listen),
+		WithAdvertiseAddress(proxy.Addr()),
+		WithHandler(HandlerFunc(n.deliver)),
+		WithDeadLetterHandler(n.deadLetter),
+	}, faultOptions()...)
+	m, err := New(append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n.m = m
+	proxy.SetTarget(m.Addr())
+	t.Cleanup(func() { n.kill() })
+	return n
+}
+
+// kill closes the node at once: what it holds is dead-lettered.
+func (n *faultNode) kill() {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_ = n.m.Close(ctx)
+}
+
+func envID(env *Envelope) uint64 {
+	if len(env.Payload) < 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(env.Payload)
+}
+
+func (n *faultNode) deliver(p Peer, env *Envelope) {
+	if g := n.gate.Load(); g != nil && env.Lane == batch.LaneUser {
+		<-*g
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case env.Lane == batch.LaneUser:
+		n.user[envID(env)]++
+		if n.terminated[env.SenderID] {
+			n.userAfterTerm++
+		}
+	case env.Kind == batch.KindWatch:
+		n.watchedBy[watchKey{watcher: env.SenderID, target: env.Target}] = p
+	case env.Kind == batch.KindTerminated:
+		k := watchKey{watcher: env.Target, target: env.SenderID}
+		n.terms[k]++
+		n.terminated[env.SenderID] = true
+		for _, h := range env.Header {
+			if h.Key == ReasonHeader {
+				n.termReasons[k] = h.Value
+			}
+		}
+	default:
+		n.sys[envID(env)]++
+	}
+}
+
+func (n *faultNode) deadLetter(d DeadLetter) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	id := envID(&d.Envelope)
+	if id == 0 {
+		return // a watch or a Terminated
+	}
+	n.dead[d.Envelope.Lane][id]++
+	n.deadReason[d.Envelope.Lane][id] = d.Reason
+}
+
+// pump sends user envelopes, and every tenth id a system envelope, to
+// address until stop closes; ids start at base+1. It returns the last id
+// sent on each lane.
+func (n *faultNode) pump(address string, base uint64, stop <-chan struct{}) (last [2]uint64) {
+	last = [2]uint64{base, base}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return last
+		default:
+		}
+		lane := batch.LaneUser
+		if i%10 == 9 {
+			lane = batch.LaneSystem
+		}
+		last[lane]++
+		id := last[lane]
+		payload := binary.BigEndian.AppendUint64(nil, id)
+		env := &Envelope{Target: "sink", SenderID: fmt.Sprintf("p%d", id%nWatches), Payload: payload, Lane: lane}
+		if lane == batch.LaneSystem {
+			env.Kind = batch.KindStop
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err := n.m.Send(ctx, address, env)
+		cancel()
+		if err != nil {
+			n.mu.Lock()
+			n.refused[lane][id] = true
+			n.mu.Unlock()
+		}
+		if i%20 == 19 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// traffic runs pumps both ways until stop is called; stop returns the
+// last ids sent by a and by b.
+func traffic(a, b *faultNode) (stop func() (fromA, fromB [2]uint64)) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var la, lb [2]uint64
+	wg.Add(2)
+	go func() { defer wg.Done(); la = a.pump(b.proxy.Addr(), 0, done) }()
+	go func() { defer wg.Done(); lb = b.pump(a.proxy.Addr(), 0, done) }()
+	return func() ([2]uint64, [2]uint64) {
+		close(done)
+		wg.Wait()
+		return la, lb
+	}
+}
+
+// account waits until every envelope from sender to receivers, ids 1 to
+// last on each lane, is accounted for, and fails the test for one that is
+// missing or counted twice. A restarted peer has several receivers;
+// lostOK names the dead-letter reasons that say an envelope may or may not
+// have been delivered (the peer went away before acknowledging it).
+func account(t *testing.T, sender *faultNode, last [2]uint64, lostOK map[DeadLetterReason]bool, receivers ...*faultNode) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		problems := accountOnce(sender, last, lostOK, receivers, time.Now().After(deadline))
+		if len(problems) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for i, p := range problems {
+				if i == 10 {
+					t.Errorf("... and %d more", len(problems)-10)
+					break
+				}
+				t.Error(p)
+			}
+			t.FailNow()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func accountOnce(sender *faultNode, last [2]uint64, lostOK map[DeadLetterReason]bool, receivers []*faultNode, final bool) []string {
+	var problems []string
+	sender.mu.Lock()
+	defer sender.mu.Unlock()
+	for _, r := range receivers {
+		if r != sender {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+		}
+	}
+	for lane := range 2 {
+		for id := uint64(1); id <= last[lane]; id++ {
+			got := 0
+			for _, r := range receivers {
+				if lane == int(batch.LaneUser) {
+					got += r.user[id]
+				} else {
+					got += r.sys[id]
+				}
+			}
+			dead := sender.dead[lane][id]
+			refused := sender.refused[lane][id]
+			switch {
+			case got > 1:
+				problems = append(problems, fmt.Sprintf("lane %d id %d delivered %d times", lane, id, got))
+			case dead > 1:
+				problems = append(problems, fmt.Sprintf("lane %d id %d dead-lettered %d times", lane, id, dead))
+			case refused && got+dead > 0:
+				problems = append(problems, fmt.Sprintf("lane %d id %d refused at Send, yet delivered %d, dead-lettered %d", lane, id, got, dead))
+			case got == 1 && dead == 1 && !lostOK[sender.deadReason[lane][id]]:
+				problems = append(problems, fmt.Sprintf("lane %d id %d delivered and dead-lettered (%v)", lane, id, sender.deadReason[lane][id]))
+			case got+dead == 0 && !refused:
+				if final || len(problems) == 0 {
+					problems = append(problems, fmt.Sprintf("lane %d id %d missing", lane, id))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// newFaultPair starts nodes a and b, each behind its own proxy, and has a
+// watch the processes p0..p3 on b.
+func newFaultPair(t *testing.T) (a, b *faultNode) {
+	t.Helper()
+	pa := newFaultProxy(t, "127.0.0.1:1")
+	pb := newFaultProxy(t, "127.0.0.1:1")
+	a = newFaultNode(t, "127.0.0.1:0", pa)
+	b = newFaultNode(t, "127.0.0.1:0", pb)
+	for i := range nWatches {
+		if err := a.m.Watch(context.Background(), pb.Addr(), fmt.Sprintf("w%d", i), fmt.Sprintf("p%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "b to see the watches", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.watchedBy) == nWatches
+	})
+	return a, b
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// terminateWatched has b tell each watcher on a that its process is gone,
+// as b's embedder would, and checks that each watcher hears it once, after
+// the user envelopes from that process.
+func terminateWatched(t *testing.T, a, b *faultNode) {
+	t.Helper()
+	b.mu.Lock()
+	var ws []watchKey
+	for k := range b.watchedBy {
+		ws = append(ws, k)
+	}
+	b.mu.Unlock()
+	for _, k := range ws {
+		env := &Envelope{Target: k.watcher, SenderID: k.target, Lane: batch.LaneSystem, Kind: batch.KindTerminated}
+		if err := b.m.Send(context.Background(), a.proxy.Addr(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkTerminated(t, a, b.proxy.Addr(), "")
+}
+
+// checkTerminated waits for every watcher on a of a process at address to
+// have been told once, with the reason header want ("" for a Terminated
+// from the peer itself).
+func checkTerminated(t *testing.T, a *faultNode, address, want string) {
+	t.Helper()
+	waitFor(t, "every watcher to hear Terminated", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.terms) == nWatches
+	})
+	time.Sleep(50 * time.Millisecond) // a duplicate would show by now
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, n := range a.terms {
+		if n != 1 {
+			t.Errorf("watcher %s of %s told Terminated %d times", k.watcher, k.target, n)
+		}
+		if a.termReasons[k] != want {
+			t.Errorf("watcher %s of %s: reason %q, want %q", k.watcher, k.target, a.termReasons[k], want)
+		}
+	}
+	if a.userAfterTerm != 0 {
+		t.Errorf("%d user envelopes delivered after their sender's Terminated", a.userAfterTerm)
+	}
+	if n := a.m.Watches(address); n != 0 {
+		t.Errorf("%d watches still on record", n)
+	}
+}
+
+// runFault injects a fault while traffic flows both ways, clears it, and
+// checks that traffic resumed, that every envelope is accounted for, and
+// that the watches still work.
+func runFault(t *testing.T, inject func(a, b *faultNode), clear func(a, b *faultNode)) {
+	a, b := newFaultPair(t)
+	stop := traffic(a, b)
+	time.Sleep(100 * time.Millisecond)
+	inject(a, b)
+	clear(a, b)
+	// Traffic must flow again: a fresh envelope each way arrives.
+	before := deliveredUser(b)
+	waitFor(t, "traffic to resume", func() bool { return deliveredUser(b) > before+100 })
+	fromA, fromB := stop()
+	account(t, a, fromA, nil, b)
+	account(t, b, fromB, nil, a)
+	terminateWatched(t, a, b)
+}
+
+func deliveredUser(n *faultNode) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.user)
+}
+
+func TestFaultCut(t *testing.T) {
+	runFault(t, func(a, b *faultNode) {
+		for range 3 {
+			a.proxy.Cut()
+			b.proxy.Cut()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}, func(a, b *faultNode) {})
+}
+
+func TestFaultReset(t *testing.T) {
+	runFault(t, func(a, b *faultNode) {
+		for range 3 {
+			b.proxy.Reset()
+			time.Sleep(50 * time.Millisecond)
+			a.proxy.Reset()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}, func(a, b *faultNode) {})
+}
+
+func TestFaultResetMidFrame(t *testing.T) {
+	runFault(t, func(a, b *faultNode) {
+		for range 3 {
+			a.proxy.ResetMidFrame()
+			b.proxy.ResetMidFrame()
+			time.Sleep(150 * time.Millisecond)
+		}
+	}, func(a, b *faultNode) {})
+}
+
+func TestFaultBlackHole(t *testing.T) {
+	runFault(t, func(a, b *faultNode) {
+		a.proxy.BlackHole(true)
+		b.proxy.BlackHole(true)
+		// Longer than the heartbeat timeout: both sides must notice.
+		time.Sleep(3 * time.Second)
+	}, func(a, b *faultNode) {
+		a.proxy.BlackHole(false)
+		b.proxy.BlackHole(false)
+	})
+}
+
+func TestFaultDelay(t *testing.T) {
+	runFault(t, func(a, b *faultNode) {
+		a.proxy.SetDelay(30 * time.Millisecond)
+		b.proxy.SetDelay(30 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
+	}, func(a, b *faultNode) {
+		a.proxy.SetDelay(0)
+		b.proxy.SetDelay(0)
+	})
+}
+
+// TestFaultPeerRestart kills b and starts a new node on its address: a new
+// incarnation. What a owed the old b is dead-lettered, a's watchers of
+// processes on the old b hear Terminated ("address terminated") once, and
+// traffic flows to the new b.
+func TestFaultPeerRestart(t *testing.T) {
+	a, b := newFaultPair(t)
+	events := make(chan Event, 1024)
+	unsub := a.m.Subscribe(func(e Event) {
+		if e.Type == EventPeerRestarted {
+			events <- e
+		}
+	})
+	defer unsub()
+	stop := traffic(a, b)
+	time.Sleep(150 * time.Millisecond)
+
+	b.kill()
+	b2 := newFaultNode(t, b.m.Addr(), b.proxy)
+	if b2.m.Incarnation() == b.m.Incarnation() {
+		t.Fatal("restarted node has the old incarnation")
+	}
+	checkTerminated(t, a, b.proxy.Addr(), AddressTerminated)
+	select {
+	case e := <-events:
+		if e.Peer.Incarnation != b2.m.Incarnation() {
+			t.Errorf("peer restarted event names incarnation %x, want %x", e.Peer.Incarnation, b2.m.Incarnation())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no peer restarted event")
+	}
+	// Traffic from a flows to the new b.
+	waitFor(t, "traffic to the new incarnation", func() bool { return deliveredUser(b2) > 100 })
+	fromA, fromB := stop()
+	lost := map[DeadLetterReason]bool{ReasonPeerRestarted: true}
+	account(t, a, fromA, lost, b, b2)
+	// b was killed: what it had not seen acknowledged is dead-lettered with
+	// reason shutdown, delivered or not.
+	account(t, b, fromB, map[DeadLetterReason]bool{ReasonShutdown: true}, a)
+}
+
+// TestFaultTerminatedAfterData holds a Terminated back until the user
+// envelopes its sender sent before it are delivered: the user lane is held
+// up at the receiver while the Terminated arrives on the system lane, and
+// the connection is cut under both.
+func TestFaultTerminatedAfterData(t *testing.T) {
+	a, b := newFaultPair(t)
+	gate := make(chan struct{})
+	a.gate.Store(&gate)
+	const n = 500 // fits in the user queue: none is dropped
+	for i := range n {
+		env := &Envelope{Target: "sink", SenderID: fmt.Sprintf("p%d", i%nWatches),
+			Payload: binary.BigEndian.AppendUint64(nil, uint64(i+1)), Lane: batch.LaneUser}
+		if err := b.m.Send(context.Background(), a.proxy.Addr(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.mu.Lock()
+	var ws []watchKey
+	for k := range b.watchedBy {
+		ws = append(ws, k)
+	}
+	b.mu.Unlock()
+	for _, k := range ws {
+		env := &Envelope{Target: k.watcher, SenderID: k.target, Lane: batch.LaneSystem, Kind: batch.KindTerminated}
+		if err := b.m.Send(context.Background(), a.proxy.Addr(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The Terminated envelopes reach a and wait there for the user lane.
+	waitFor(t, "the Terminated envelopes to be held", func() bool {
+		held := 0
+		a.m.inbound.Range(func(_, v any) bool {
+			held += int(v.(*inboundPeer).heldN.Load())
+			return true
+		})
+		return held == nWatches
+	})
+	a.mu.Lock()
+	early := len(a.terms)
+	a.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("%d Terminated delivered while the user lane was held up", early)
+	}
+	a.proxy.Cut()
+	close(gate)
+	checkTerminated(t, a, b.proxy.Addr(), "")
+	a.mu.Lock()
+	got := len(a.user)
+	a.mu.Unlock()
+	if got != n {
+		t.Errorf("a got %d user envelopes before the Terminated envelopes, want %d", got, n)
+	}
+}
