@@ -520,3 +520,99 @@ func TestFaultTerminatedAfterData(t *testing.T) {
 		t.Errorf("a got %d user envelopes before the Terminated envelopes, want %d", got, n)
 	}
 }
+
+// TestFaultUnreachable makes the peer unreachable until the endpoint gives
+// up: what was queued is dead-lettered with reason "endpoint terminated",
+// and the watchers hear Terminated ("address terminated") once.
+func TestFaultUnreachable(t *testing.T) {
+	pa := newFaultProxy(t, "127.0.0.1:1")
+	pb := newFaultProxy(t, "127.0.0.1:1")
+	a := newFaultNode(t, "127.0.0.1:0", pa,
+		WithReconnect(Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2, MaxAttempts: 3}))
+	b := newFaultNode(t, "127.0.0.1:0", pb)
+	for i := range nWatches {
+		if err := a.m.Watch(context.Background(), pb.Addr(), fmt.Sprintf("w%d", i), fmt.Sprintf("p%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "b to see the watches", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.watchedBy) == nWatches
+	})
+	terminated := make(chan Event, 1)
+	unsub := a.m.Subscribe(func(e Event) {
+		if e.Type == EventTerminated {
+			terminated <- e
+		}
+	})
+	defer unsub()
+
+	pb.Refuse(true)
+	pb.Cut()
+	const n = 100
+	sent := 0
+	for i := range n {
+		env := &Envelope{Target: "sink", Payload: binary.BigEndian.AppendUint64(nil, uint64(i+1)), Lane: batch.LaneUser}
+		if a.m.Send(context.Background(), pb.Addr(), env) == nil {
+			sent++
+		} else {
+			a.mu.Lock()
+			a.refused[batch.LaneUser][uint64(i+1)] = true
+			a.mu.Unlock()
+		}
+	}
+	select {
+	case e := <-terminated:
+		if e.Reason != ReasonEndpointTerminated.String() {
+			t.Errorf("terminated with reason %q", e.Reason)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("endpoint not terminated")
+	}
+	checkTerminated(t, a, pb.Addr(), AddressTerminated)
+	account(t, a, [2]uint64{n, 0}, nil, b)
+	a.mu.Lock()
+	for id, r := range a.deadReason[batch.LaneUser] {
+		if r != ReasonEndpointTerminated {
+			t.Errorf("envelope %d dead-lettered with reason %v", id, r)
+		}
+	}
+	a.mu.Unlock()
+}
+
+// TestFaultUnwatch: after Unwatch, neither the peer's Terminated nor the
+// peer's loss reaches the watcher.
+func TestFaultUnwatch(t *testing.T) {
+	a, b := newFaultPair(t)
+	for i := range nWatches {
+		if err := a.m.Unwatch(context.Background(), b.proxy.Addr(), fmt.Sprintf("w%d", i), fmt.Sprintf("p%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := a.m.Watches(b.proxy.Addr()); n != 0 {
+		t.Fatalf("%d watches on record after Unwatch", n)
+	}
+	// b's embedder still sends Terminated (it may not have seen the
+	// Unwatch yet), then b goes away.
+	b.mu.Lock()
+	var ws []watchKey
+	for k := range b.watchedBy {
+		ws = append(ws, k)
+	}
+	b.mu.Unlock()
+	for _, k := range ws {
+		env := &Envelope{Target: k.watcher, SenderID: k.target, Lane: batch.LaneSystem, Kind: batch.KindTerminated}
+		if err := b.m.Send(context.Background(), a.proxy.Addr(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "b's Terminated envelopes to reach a", func() bool { return a.m.staleTerminated.Load() == nWatches })
+	b.kill()
+	time.Sleep(200 * time.Millisecond)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.terms) != 0 {
+		t.Errorf("watchers told Terminated after Unwatch: %v", a.terms)
+	}
+}
