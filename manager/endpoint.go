@@ -43,6 +43,7 @@ type endpoint struct {
 	peer       atomic.Pointer[Peer]
 	reconnects atomic.Uint64
 	endedAt    atomic.Int64 // unix nanos of termination
+	endReason  atomic.Uint32 // writer.Reason of termination
 
 	ctx    context.Context // canceled when the endpoint stops for good
 	cancel context.CancelFunc
@@ -246,6 +247,7 @@ func (ep *endpoint) terminate(reason writer.Reason, err error) {
 		}
 	}
 	ep.endedAt.Store(time.Now().UnixNano())
+	ep.endReason.Store(uint32(reason))
 	for i := range ep.lanes {
 		ep.lanes[i].ring.Close()
 		ep.lanes[i].w.Terminate(reason)
@@ -373,6 +375,9 @@ func (ep *endpoint) connection(client transportv1.TransportClient, again bool) (
 		}
 		links[i], streams[i], peer = l, s, p
 	}
+	if ep.m.isBlocked(peer.SystemID) {
+		return false, refuseBlocked(peer.SystemID)
+	}
 	if ep.m.quarantined(peer) {
 		return false, fmt.Errorf("%w: %s, incarnation %x", ErrQuarantined, peer.SystemID, peer.Incarnation)
 	}
@@ -485,7 +490,11 @@ func (ep *endpoint) settle(old *Peer) int {
 	p := Peer{Address: ep.address}
 	if old != nil {
 		p = *old
-		ep.m.quarantine(p)
+		if writer.Reason(ep.endReason.Load()) == writer.ReasonBlocked && State(ep.state.Load()) == StateTerminated {
+			ep.m.quarantineBlocked(p)
+		} else {
+			ep.m.quarantine(p)
+		}
 	}
 	ep.m.settleWatches(ep.address, p)
 	return n

@@ -27,6 +27,9 @@ func (m *Manager) checkHello(_ context.Context, h *courierv1.Hello) (*courierv1.
 	if m.closed.Load() {
 		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "node is shutting down")
 	}
+	if m.isBlocked(h.GetSystemId()) {
+		return nil, refuseBlocked(h.GetSystemId())
+	}
 	if m.quarantined(Peer{SystemID: h.GetSystemId(), Incarnation: h.GetIncarnation()}) {
 		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", h.GetIncarnation(), h.GetSystemId())
 	}
@@ -59,6 +62,7 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 	lane, _ := wire.LaneFromProto(h.GetLane())
 	peer := Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}
 	acc := &reader.Accepted{Receive: reader.Receive{Peer: peer, Logger: m.log}}
+	forget := m.track(peer.SystemID, acc)
 	if peer.Address != "" {
 		in := m.bindReceive(&acc.Receive, peer, lane)
 		acc.Receive.Counters = &in.counters
@@ -68,6 +72,7 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 		acc.Receive.Heartbeat = is.heartbeat
 		report := m.streamDone(peer)
 		acc.Done = func(err error) {
+			forget()
 			m.streams.Delete(is)
 			report(err)
 		}
@@ -81,6 +86,7 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 	acc.Receive.Counters = &in.counters
 	ep, err := m.clientEndpoint(peer.Address)
 	if err != nil {
+		forget()
 		return nil, err
 	}
 	ln := &ep.lanes[lane]
@@ -89,12 +95,14 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 	select {
 	case ep.attach <- attachment{lane: lane, link: link, peer: peer, closed: closed}:
 	case <-ep.ctx.Done():
+		forget()
 		return nil, fmt.Errorf("%w: %s", ErrEndpointTerminated, peer.Address)
 	}
 	acc.Receive.Ack = func(pos uint64) error { ln.w.AckReceived(pos); return nil }
 	acc.Receive.PeerAcked = ln.w.PeerAcked
 	report := m.streamDone(peer)
 	acc.Done = func(err error) {
+		forget()
 		close(closed)
 		ln.w.Detach(link, m.o.handshakeTimeout)
 		report(err)

@@ -102,6 +102,9 @@ type Manager struct {
 	endpoints sync.Map // address → *endpoint
 	inbound   sync.Map // peerKey → *inboundPeer
 	watched   watches
+	live      sync.Map // *liveStream → struct{}: accepted streams Block can end
+	blockMu   sync.Mutex
+	blocked   atomic.Pointer[map[string]struct{}]
 	streams   sync.Map // *inboundStream → struct{}: accepted streams to say goodbye on
 	events    *events
 
@@ -111,6 +114,7 @@ type Manager struct {
 	addr    string
 	lis     net.Listener
 	server  *grpc.Server
+	rserver *reader.Server
 	serveWG sync.WaitGroup
 	ctx     context.Context // canceled by Close, after flushing
 	cancel  context.CancelFunc
@@ -150,6 +154,11 @@ func New(opts ...Option) (*Manager, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 	}
+	blocked := make(map[string]struct{}, len(o.blocked))
+	for _, id := range o.blocked {
+		blocked[id] = struct{}{}
+	}
+	m.blocked.Store(&blocked)
 	return m, nil
 }
 
@@ -184,12 +193,13 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.lis = lis
 	m.addr = lis.Addr().String()
 	m.server = grpc.NewServer(m.serverOptions()...)
-	transportv1.RegisterTransportServer(m.server, reader.NewServer(reader.ServerConfig{
+	m.rserver = reader.NewServer(reader.ServerConfig{
 		HandshakeTimeout: m.o.handshakeTimeout,
 		Check:            m.checkHello,
 		Accept:           m.acceptStream,
 		Refused:          m.refusedStream,
-	}))
+	})
+	transportv1.RegisterTransportServer(m.server, m.rserver)
 	m.serveWG.Add(1)
 	go func() {
 		defer m.serveWG.Done()
@@ -386,6 +396,7 @@ func (m *Manager) Close(ctx context.Context) error {
 			return true
 		})
 		m.server.Stop()
+		m.rserver.Wait()
 	}
 	m.serveWG.Wait()
 	m.events.close()

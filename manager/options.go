@@ -99,6 +99,7 @@ type options struct {
 	writeBuffer       int
 	advertise         string
 	systemTimeout     time.Duration
+	blocked           []string
 }
 
 func defaults() options {

@@ -269,7 +269,13 @@ func (m *Manager) deliverTerminated(p Peer, env *Envelope) {
 // (waiting for a batch in progress), its held Terminated envelopes are
 // delivered, since the user data they wait for can no longer arrive, and
 // its handshakes are refused from now on.
-func (m *Manager) quarantine(p Peer) {
+func (m *Manager) quarantine(p Peer) { m.quarantineHeld(p, true) }
+
+// quarantineBlocked is quarantine for a blocked peer: its held Terminated
+// envelopes are dropped, since nothing from it is delivered any more.
+func (m *Manager) quarantineBlocked(p Peer) { m.quarantineHeld(p, false) }
+
+func (m *Manager) quarantineHeld(p Peer, deliverHeld bool) {
 	ip := m.inboundPeer(p)
 	for i := range ip.lanes {
 		ip.lanes[i].state.Close()
@@ -280,6 +286,10 @@ func (m *Manager) quarantine(p Peer) {
 	ip.held = nil
 	ip.heldN.Store(0)
 	ip.mu.Unlock()
+	if !deliverHeld {
+		m.staleTerminated.Add(uint64(len(held)))
+		return
+	}
 	for i := range held {
 		m.deliverTerminated(held[i].peer, &held[i].env)
 	}

@@ -277,6 +277,10 @@ type Accepted struct {
 	// Done is called with Run's result when the stream ends; nil ignores
 	// it.
 	Done func(err error)
+	// Kill, if set, ends the stream at once when it is closed, even while
+	// the receive loop waits for a frame: the stream fails with KillErr.
+	Kill    <-chan struct{}
+	KillErr error
 }
 
 // ServerConfig configures a Server.
@@ -299,7 +303,12 @@ type ServerConfig struct {
 type Server struct {
 	transportv1.UnimplementedTransportServer
 	cfg ServerConfig
+	wg  sync.WaitGroup // receive loops of killed streams, until they exit
 }
+
+// Wait returns once the receive loop of every stream has exited. Call it
+// after the gRPC server has stopped.
+func (s *Server) Wait() { s.wg.Wait() }
 
 // NewServer returns a Server.
 func NewServer(cfg ServerConfig) *Server { return &Server{cfg: cfg} }
@@ -327,7 +336,19 @@ func (s *Server) Connect(stream transportv1.Transport_ConnectServer) error {
 	acc.Receive.Stream = stream
 	acc.Receive.Lane = lane
 	acc.Receive.Limits = batch.LimitsFromProto(welcome.GetLimits(), batch.DefaultLimits())
-	err = acc.Receive.Run()
+	if acc.Kill == nil {
+		err = acc.Receive.Run()
+	} else {
+		// The receive loop runs on its own goroutine, so that the handler
+		// can return, and gRPC end the stream, while it waits for a frame.
+		done := make(chan error, 1)
+		s.wg.Go(func() { done <- acc.Receive.Run() })
+		select {
+		case err = <-done:
+		case <-acc.Kill:
+			err = acc.KillErr
+		}
+	}
 	if acc.Done != nil {
 		acc.Done(err)
 	}
