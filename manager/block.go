@@ -6,8 +6,8 @@ import (
 	"sync"
 
 	"github.com/courier-go/courier/internal/wire"
-	"github.com/courier-go/courier/reader"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
+	"github.com/courier-go/courier/reader"
 	"github.com/courier-go/courier/writer"
 )
 

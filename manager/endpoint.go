@@ -42,7 +42,7 @@ type endpoint struct {
 	throttled  atomic.Int32
 	peer       atomic.Pointer[Peer]
 	reconnects atomic.Uint64
-	endedAt    atomic.Int64 // unix nanos of termination
+	endedAt    atomic.Int64  // unix nanos of termination
 	endReason  atomic.Uint32 // writer.Reason of termination
 
 	ctx    context.Context // canceled when the endpoint stops for good
