@@ -17,7 +17,9 @@ import (
 	"github.com/courier-go/courier/ring"
 	"github.com/courier-go/courier/writer"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
 // lane is one lane of an endpoint: its queue, its writer and counters.
@@ -515,6 +517,9 @@ func (ep *endpoint) open(ctx context.Context, client transportv1.TransportClient
 	m := ep.m
 	sctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(m.o.handshakeTimeout, cancel) // a late Welcome cancels the stream
+	if len(m.o.metadata) > 0 {
+		sctx = metadata.AppendToOutgoingContext(sctx, m.o.metadata...)
+	}
 	s, err := client.Connect(sctx, grpc.ForceCodecV2(wire.Codec{}))
 	if err == nil {
 		var welcome *courierv1.Welcome
@@ -543,8 +548,12 @@ func (ep *endpoint) open(ctx context.Context, client transportv1.TransportClient
 }
 
 func (m *Manager) dialOptions() []grpc.DialOption {
+	var creds credentials.TransportCredentials = insecure.NewCredentials()
+	if m.o.clientCreds != nil {
+		creds = m.o.clientCreds
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDisableRetry(),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(m.o.limits.MaxFrameBytes+1024),

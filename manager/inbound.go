@@ -23,12 +23,15 @@ func clientAddress(h *courierv1.Hello) string {
 }
 
 // checkHello decides on a Hello that passed the generic checks.
-func (m *Manager) checkHello(_ context.Context, h *courierv1.Hello) (*courierv1.Welcome, error) {
+func (m *Manager) checkHello(ctx context.Context, h *courierv1.Hello) (*courierv1.Welcome, error) {
 	if m.closed.Load() {
 		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "node is shutting down")
 	}
 	if m.isBlocked(h.GetSystemId()) {
 		return nil, refuseBlocked(h.GetSystemId())
+	}
+	if err := m.authorize(ctx, h); err != nil {
+		return nil, err
 	}
 	if m.quarantined(Peer{SystemID: h.GetSystemId(), Incarnation: h.GetIncarnation()}) {
 		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", h.GetIncarnation(), h.GetSystemId())

@@ -233,6 +233,9 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(m.o.limits.MaxFrameBytes + 1024),
 		grpc.MaxSendMsgSize(m.o.limits.MaxFrameBytes + 1024),
 	}
+	if m.o.serverCreds != nil {
+		opts = append(opts, grpc.Creds(m.o.serverCreds))
+	}
 	if m.o.streamWindow > 0 {
 		opts = append(opts, grpc.InitialWindowSize(m.o.streamWindow), grpc.InitialConnWindowSize(m.o.connWindow))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/courier-go/courier/batch"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // OverflowPolicy says what Send does with a user envelope when the peer's
@@ -100,6 +101,10 @@ type options struct {
 	advertise         string
 	systemTimeout     time.Duration
 	blocked           []string
+	serverCreds       credentials.TransportCredentials
+	clientCreds       credentials.TransportCredentials
+	metadata          []string
+	authorize         Authorizer
 }
 
 func defaults() options {
