@@ -158,7 +158,9 @@ func TestTLS(t *testing.T) {
 		c := newNode(t, newCollector(), once, WithClientTLS(&tls.Config{
 			RootCAs: ca.pool, Certificates: []tls.Certificate{ca.issue(t, "alpha")}, MinVersion: tls.VersionTLS13,
 		}), WithHandshakeMetadata("courier-token", "wrong"))
-		refused(t, c, func(err error) bool { return errors.Is(err, ErrUnauthorized) && strings.Contains(err.Error(), "bad token") }, "ErrUnauthorized: bad token")
+		refused(t, c, func(err error) bool {
+			return errors.Is(err, ErrUnauthorized) && strings.Contains(err.Error(), "bad token")
+		}, "ErrUnauthorized: bad token")
 	})
 	t.Run("plain text to a TLS server", func(t *testing.T) {
 		c := newNode(t, newCollector(), once)

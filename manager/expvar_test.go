@@ -1,0 +1,35 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"expvar"
+	"testing"
+	"time"
+)
+
+func TestPublishExpvar(t *testing.T) {
+	recv := newCollector()
+	a := newNode(t, newCollector())
+	b := newNode(t, recv)
+	if err := a.PublishExpvar("courier-test-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishExpvar("courier-test-a"); err == nil {
+		t.Fatal("publishing a taken name succeeded")
+	}
+	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	recv.wait(t, 1, 20*time.Second)
+	var got NodeStats
+	if err := json.Unmarshal([]byte(expvar.Get("courier-test-a").String()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.SystemID != a.SystemID() || got.Incarnation != a.Incarnation() || got.Addr != a.Addr() {
+		t.Errorf("published node %q %x %q, want %q %x %q", got.SystemID, got.Incarnation, got.Addr, a.SystemID(), a.Incarnation(), a.Addr())
+	}
+	if len(got.Endpoints) != 1 || got.Endpoints[0].Address != b.Addr() || got.Endpoints[0].User.Enqueued != 1 {
+		t.Errorf("published endpoints %+v, want one to %s with 1 envelope enqueued", got.Endpoints, b.Addr())
+	}
+}
