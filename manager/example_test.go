@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/manager"
 )
 
@@ -90,4 +91,74 @@ func ExampleManager_Subscribe() {
 	_ = client.Close(ctx)
 	_ = server.Close(ctx)
 	// Output: connected true
+}
+
+// A watch: the watcher hears Terminated once when the watched process
+// stops; here the watched node's embedder stops it as soon as it is
+// watched.
+func ExampleManager_Watch() {
+	ctx := context.Background()
+	var watched *manager.Manager
+	watched, err := manager.New(
+		manager.WithListenAddress("127.0.0.1:0"),
+		manager.WithHandler(manager.HandlerFunc(func(from manager.Peer, env *manager.Envelope) {
+			if env.Kind == batch.KindWatch { // the embedder's process registry would keep it
+				_ = watched.Send(ctx, from.Address, &manager.Envelope{
+					Target: env.SenderID, SenderID: env.Target, Lane: batch.LaneSystem, Kind: batch.KindTerminated,
+				})
+			}
+		})),
+	)
+	if err != nil {
+		panic(err)
+	}
+	if err := watched.Start(ctx); err != nil {
+		panic(err)
+	}
+	told := make(chan string, 1)
+	watcher, err := manager.New(
+		manager.WithListenAddress("127.0.0.1:0"),
+		manager.WithHandler(manager.HandlerFunc(func(_ manager.Peer, env *manager.Envelope) {
+			if env.Kind == batch.KindTerminated {
+				told <- env.Target + " told: " + env.SenderID + " terminated"
+			}
+		})),
+	)
+	if err != nil {
+		panic(err)
+	}
+	if err := watcher.Start(ctx); err != nil {
+		panic(err)
+	}
+	if err := watcher.Watch(ctx, watched.Addr(), "supervisor", "worker/7"); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-told)
+
+	closeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = watcher.Close(closeCtx)
+	_ = watched.Close(closeCtx)
+	// Output: supervisor told: worker/7 terminated
+}
+
+// Blocking a system: its handshakes are refused, and a node that was
+// connected is cut off at once.
+func ExampleManager_Block() {
+	node, err := manager.New(
+		manager.WithListenAddress("127.0.0.1:0"),
+		manager.WithBlockList("intruder"),
+		manager.WithHandler(manager.HandlerFunc(func(manager.Peer, *manager.Envelope) {})),
+	)
+	if err != nil {
+		panic(err)
+	}
+	node.Block("flaky")
+	fmt.Println(node.Blocked())
+	node.Unblock("flaky")
+	fmt.Println(node.Blocked())
+	_ = node.Close(context.Background())
+	// Output:
+	// [flaky intruder]
+	// [intruder]
 }
