@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -615,4 +616,40 @@ func TestFaultUnwatch(t *testing.T) {
 	if len(a.terms) != 0 {
 		t.Errorf("watchers told Terminated after Unwatch: %v", a.terms)
 	}
+}
+
+// TestFaultSystemQueueFull: a peer that acknowledges no system envelope
+// (its handler is stuck) leaves the system queue full; after the system
+// queue timeout it is declared failed, as Artery quarantines, and what was
+// queued for it is dead-lettered.
+func TestFaultSystemQueueFull(t *testing.T) {
+	stuck := make(chan struct{})
+	b := newNode(t, HandlerFunc(func(_ Peer, env *Envelope) {
+		if env.Lane == batch.LaneSystem {
+			<-stuck
+		}
+	}))
+	defer close(stuck) // before b closes: Close waits for its handlers
+	var dead atomic.Int32
+	a := newNode(t, newCollector(), WithSystemQueue(4), WithSystemQueueTimeout(100*time.Millisecond),
+		WithDeadLetterHandler(func(d DeadLetter) {
+			if d.Reason == ReasonEndpointTerminated {
+				dead.Add(1)
+			}
+		}))
+	var err error
+	sent := 0
+	for sent = 0; sent < 100; sent++ {
+		err = a.Send(context.Background(), b.Addr(), &Envelope{Target: "x", Lane: batch.LaneSystem, Kind: batch.KindStop})
+		if err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrSystemQueueFull) {
+		t.Fatalf("after %d sends: %v, want ErrSystemQueueFull", sent, err)
+	}
+	waitFor(t, "the queued system envelopes to be dead-lettered", func() bool {
+		s, _ := a.Stats(b.Addr())
+		return s.State == StateTerminated && int(dead.Load()) == sent // none was acknowledged
+	})
 }
