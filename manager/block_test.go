@@ -36,14 +36,10 @@ func TestBlockAtHandshake(t *testing.T) {
 	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the endpoint to fail", func() bool {
+	waitFor(t, "the endpoint to fail, dead-lettering the envelope with reason blocked", func() bool {
 		s, _ := a.Stats(b.Addr())
-		return s.State == StateTerminated
+		return s.State == StateTerminated && s.User.DeadLettered[ReasonBlocked] == 1
 	})
-	s, _ := a.Stats(b.Addr())
-	if s.User.DeadLettered[ReasonBlocked] != 1 {
-		t.Errorf("dead-lettered %v, want 1 with reason blocked", s.User.DeadLettered)
-	}
 	waitFor(t, "the dialer's refused event", func() bool { return dialerErr.Load() != nil })
 	if err := dialerErr.Load().(error); !errors.Is(err, ErrBlocked) {
 		t.Errorf("dialer's refusal %v is not ErrBlocked", err)
