@@ -306,6 +306,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // the user envelopes from that process.
 func terminateWatched(t *testing.T, a, b *faultNode) {
 	t.Helper()
+	sendTerminated(t, b, a)
+	checkTerminated(t, a, b.proxy.Addr(), "")
+}
+
+// sendTerminated has b tell each watcher on a that its process is gone.
+func sendTerminated(t *testing.T, b, a *faultNode) {
+	t.Helper()
 	b.mu.Lock()
 	var ws []watchKey
 	for k := range b.watchedBy {
@@ -318,7 +325,6 @@ func terminateWatched(t *testing.T, a, b *faultNode) {
 			t.Fatal(err)
 		}
 	}
-	checkTerminated(t, a, b.proxy.Addr(), "")
 }
 
 // checkTerminated waits for every watcher on a of a process at address to
@@ -484,18 +490,7 @@ func TestFaultTerminatedAfterData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b.mu.Lock()
-	var ws []watchKey
-	for k := range b.watchedBy {
-		ws = append(ws, k)
-	}
-	b.mu.Unlock()
-	for _, k := range ws {
-		env := &Envelope{Target: k.watcher, SenderID: k.target, Lane: batch.LaneSystem, Kind: batch.KindTerminated}
-		if err := b.m.Send(context.Background(), a.proxy.Addr(), env); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendTerminated(t, b, a)
 	// The Terminated envelopes reach a and wait there for the user lane.
 	waitFor(t, "the Terminated envelopes to be held", func() bool {
 		held := 0
@@ -596,18 +591,7 @@ func TestFaultUnwatch(t *testing.T) {
 	}
 	// b's embedder still sends Terminated (it may not have seen the
 	// Unwatch yet), then b goes away.
-	b.mu.Lock()
-	var ws []watchKey
-	for k := range b.watchedBy {
-		ws = append(ws, k)
-	}
-	b.mu.Unlock()
-	for _, k := range ws {
-		env := &Envelope{Target: k.watcher, SenderID: k.target, Lane: batch.LaneSystem, Kind: batch.KindTerminated}
-		if err := b.m.Send(context.Background(), a.proxy.Addr(), env); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendTerminated(t, b, a)
 	waitFor(t, "b's Terminated envelopes to reach a", func() bool { return a.m.staleTerminated.Load() == nWatches })
 	b.kill()
 	time.Sleep(200 * time.Millisecond)
