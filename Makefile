@@ -18,12 +18,13 @@ PROTO_PKG := github.com/courier-go/courier/$(PROTO_DIR)
 # unmarshal; pooling is enabled for the messages a decoder reuses per frame.
 VTPROTO_OPTS := features=marshal+unmarshal+unmarshal_unsafe+size+equal+clone+pool,pool=$(PROTO_PKG).Batch,pool=$(PROTO_PKG).Envelope,pool=$(PROTO_PKG).Header
 
-.PHONY: help test bench fuzz proto check-proto lint cover demo compare
+.PHONY: help test bench fuzz proto check-proto lint cover demo compare examples
 
 help:
 	@echo "make demo         the loopback benchmark: two nodes in two processes"
 	@echo "make compare      courier against protoactor-go, gRPC and TCP (bench/compare)"
 	@echo "make test         gofmt check, go vet, go test -race ./..."
+	@echo "make examples     build and run every program in examples/, each bounded in time"
 	@echo "make bench        every benchmark for BENCHTIME=$(BENCHTIME)"
 	@echo "make fuzz         every fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make proto        regenerate proto/ code"
@@ -38,6 +39,14 @@ test:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -race ./...
 	$(GO) test -race -count=1 ./...
+
+# One build for all examples, then each runs to completion or fails; none
+# may take more than EXAMPLE_TIMEOUT.
+EXAMPLE_TIMEOUT ?= 120s
+examples:
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(GO) build -o "$$dir/" ./examples/...; \
+	for ex in examples/*/; do n=$$(basename $$ex); echo "== examples/$$n"; timeout $(EXAMPLE_TIMEOUT) "$$dir/$$n"; done
 
 demo:
 	$(GO) run ./bench/cmd/courier-bench

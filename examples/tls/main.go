@@ -1,0 +1,235 @@
+// Command tls shows courier over mutual TLS with an authoriser. At start it
+// makes, in memory, a certificate authority, a server certificate for
+// 127.0.0.1 and a client certificate with common name "client". The server
+// node requires a client certificate signed by that CA, and its authoriser
+// also requires the common name "client" and the token the client puts in
+// its handshake metadata (WithHandshakeMetadata). A client with the right
+// token gets a message through and an answer back; a client with the same
+// certificate but a wrong token is refused, and its EventPeerRefused carries
+// an error that wraps manager.ErrUnauthorized.
+//
+// Run it with:
+//
+//	go run ./examples/tls
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"time"
+
+	"github.com/courier-go/courier/manager"
+)
+
+const token = "s3cret"
+
+func main() {
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ca, caKey, err := newCert("example CA", nil, nil)
+	if err != nil {
+		return err
+	}
+	serverCert, _, err := newCert("server", ca, caKey)
+	if err != nil {
+		return err
+	}
+	clientCert, _, err := newCert("client", ca, caKey)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Leaf)
+
+	var server *manager.Manager
+	server, err = manager.New(
+		manager.WithListenAddress("127.0.0.1:0"),
+		manager.WithSystemID("server"),
+		manager.WithServerTLS(&tls.Config{
+			Certificates: []tls.Certificate{*serverCert},
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+			ClientCAs:    pool,
+			MinVersion:   tls.VersionTLS13,
+		}),
+		manager.WithAuthorizer(func(_ context.Context, c manager.PeerCredentials) error {
+			if len(c.Certificates) == 0 || c.Certificates[0].Subject.CommonName != "client" {
+				return errors.New("certificate common name is not \"client\"")
+			}
+			if got := c.Metadata.Get("token"); len(got) != 1 || got[0] != token {
+				return fmt.Errorf("bad token from %s", c.Peer.SystemID)
+			}
+			return nil
+		}),
+		manager.WithHandler(manager.HandlerFunc(func(from manager.Peer, env *manager.Envelope) {
+			fmt.Printf("server: %q from %s, answering\n", env.Payload, from.SystemID)
+			reply := &manager.Envelope{Target: env.SenderID, Payload: []byte("welcome")}
+			if err := server.Send(ctx, from.Address, reply); err != nil {
+				log.Printf("server: reply: %v", err)
+			}
+		})),
+	)
+	if err != nil {
+		return err
+	}
+	if err := server.Start(ctx); err != nil {
+		return err
+	}
+	defer closeNode(server)
+	serverRefused := make(chan manager.Event, 1)
+	server.Subscribe(func(e manager.Event) {
+		if e.Type == manager.EventPeerRefused {
+			select {
+			case serverRefused <- e:
+			default:
+			}
+		}
+	})
+	fmt.Printf("server listens on %s with mutual TLS\n", server.Addr())
+
+	clientTLS := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{*clientCert}, MinVersion: tls.VersionTLS13}
+
+	// The good client: client-only (no listener), so the answer comes back
+	// over the streams it opened.
+	answers := make(chan string, 1)
+	good, err := manager.New(
+		manager.WithSystemID("good-client"),
+		manager.WithClientTLS(clientTLS),
+		manager.WithHandshakeMetadata("token", token),
+		manager.WithHandler(manager.HandlerFunc(func(_ manager.Peer, env *manager.Envelope) {
+			answers <- string(env.Payload)
+		})),
+	)
+	if err != nil {
+		return err
+	}
+	defer closeNode(good)
+	if err := good.Send(ctx, server.Addr(), &manager.Envelope{Target: "greeter", SenderID: "main", Payload: []byte("hello")}); err != nil {
+		return err
+	}
+	select {
+	case a := <-answers:
+		fmt.Printf("good-client: got %q\n", a)
+	case <-time.After(5 * time.Second):
+		return errors.New("good-client: no answer within 5s")
+	}
+
+	// The bad client: same certificate, wrong token, and a reconnect
+	// policy that gives up after one attempt. Its events and dead letters
+	// come from courier's goroutines; main prints them in order.
+	dead := make(chan manager.DeadLetter, 1)
+	bad, err := manager.New(
+		manager.WithSystemID("bad-client"),
+		manager.WithClientTLS(clientTLS),
+		manager.WithHandshakeMetadata("token", "guess"),
+		manager.WithReconnect(manager.Backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 1, MaxAttempts: 1}),
+		manager.WithDeadLetterHandler(func(d manager.DeadLetter) { dead <- d }),
+		manager.WithHandler(manager.HandlerFunc(func(manager.Peer, *manager.Envelope) {})),
+	)
+	if err != nil {
+		return err
+	}
+	defer closeNode(bad)
+	events := make(chan manager.Event, 16)
+	bad.Subscribe(func(e manager.Event) {
+		if e.Type == manager.EventPeerRefused || e.Type == manager.EventTerminated {
+			events <- e
+		}
+	})
+	if err := bad.Send(ctx, server.Addr(), &manager.Envelope{Target: "greeter", SenderID: "main", Payload: []byte("let me in")}); err != nil {
+		return err
+	}
+	for _, want := range []manager.EventType{manager.EventPeerRefused, manager.EventTerminated} {
+		select {
+		case e := <-events:
+			if e.Type != want {
+				return fmt.Errorf("bad-client: got event %s, want %s", e.Type, want)
+			}
+			fmt.Printf("bad-client: %s %s: %v\n", e.Type, e.Address, e.Err)
+			if !errors.Is(e.Err, manager.ErrUnauthorized) {
+				return fmt.Errorf("bad-client: %s error does not wrap ErrUnauthorized", e.Type)
+			}
+			if e.Type == manager.EventTerminated {
+				fmt.Printf("bad-client: terminated with reason %q; errors.Is(err, manager.ErrUnauthorized) = true\n", e.Reason)
+			}
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("bad-client: no %s event within 5s", want)
+		}
+	}
+	select {
+	case d := <-dead:
+		fmt.Printf("bad-client: dead letter %q to %s: %s\n", d.Envelope.Payload, d.Address, d.Reason)
+	case <-time.After(5 * time.Second):
+		return errors.New("bad-client: no dead letter within 5s")
+	}
+	select {
+	case e := <-serverRefused:
+		fmt.Printf("server: %s %s: %v\n", e.Type, e.Peer.SystemID, e.Err)
+	case <-time.After(5 * time.Second):
+		return errors.New("server: no refusal event within 5s")
+	}
+	return nil
+}
+
+// newCert makes an ECDSA P-256 certificate for cn: a self-signed CA when
+// parent is nil, else a leaf for 127.0.0.1 signed by parent.
+func newCert(cn string, parent *tls.Certificate, parentKey *ecdsa.PrivateKey) (*tls.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	signer, signerKey := tmpl, key
+	if parent == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage = x509.KeyUsageCertSign
+	} else {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		signer, signerKey = parent.Leaf, parentKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, key, nil
+}
+
+// closeNode flushes and stops m, giving it 5s.
+func closeNode(m *manager.Manager) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		log.Printf("close %s: %v", m.SystemID(), err)
+	}
+}
