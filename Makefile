@@ -40,12 +40,13 @@ test:
 	$(GO) vet -race ./...
 	$(GO) test -race -count=1 ./...
 
-# One build for all examples, then each runs to completion or fails; none
+# One build for all examples (with -race: it shares the build cache of
+# make test, and catches races), then each runs to completion or fails; none
 # may take more than EXAMPLE_TIMEOUT.
 EXAMPLE_TIMEOUT ?= 120s
 examples:
 	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
-	$(GO) build -o "$$dir/" ./examples/...; \
+	$(GO) build -race -o "$$dir/" ./examples/...; \
 	for ex in examples/*/; do n=$$(basename $$ex); echo "== examples/$$n"; timeout $(EXAMPLE_TIMEOUT) "$$dir/$$n"; done
 
 demo:

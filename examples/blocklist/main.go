@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"sync"
@@ -34,14 +33,13 @@ func run() error {
 	defer cancel()
 
 	var received atomic.Int64
-	hello := make(chan string, 1)
+	hello := make(chan manager.Peer, 1)
 	a, err := manager.New(
 		manager.WithListenAddress("127.0.0.1:0"),
 		manager.WithSystemID("node-a"),
 		manager.WithHandler(manager.HandlerFunc(func(from manager.Peer, env *manager.Envelope) {
 			if string(env.Payload) == "hello again" {
-				hello <- fmt.Sprintf("%s (incarnation %016x)", from.SystemID, from.Incarnation)
-				return
+				hello <- from
 			}
 			received.Add(1)
 		})),
@@ -53,19 +51,11 @@ func run() error {
 		return err
 	}
 	defer closeNode(a)
-	aRefused := make(chan struct{}, 1)
-	a.Subscribe(func(e manager.Event) {
-		printEvents("node-a")(e)
-		if e.Type == manager.EventPeerRefused {
-			select {
-			case aRefused <- struct{}{}:
-			default:
-			}
-		}
-	})
+	aRefused := make(chan manager.Event, 16)
+	a.Subscribe(printEvents("node-a", manager.EventPeerRefused, aRefused))
 
 	var deadMu sync.Mutex
-	dead := map[manager.DeadLetterReason]int{}
+	dead := map[manager.DeadLetterReason]uint64{}
 	newB := func() (*manager.Manager, error) {
 		return manager.New(
 			manager.WithListenAddress("127.0.0.1:0"),
@@ -87,78 +77,54 @@ func run() error {
 		return err
 	}
 	defer closeNode(b)
-	terminated := make(chan struct{})
-	var once sync.Once
-	b.Subscribe(func(e manager.Event) {
-		printEvents("node-b")(e)
-		if e.Type == manager.EventTerminated {
-			once.Do(func() { close(terminated) })
-		}
-	})
+	terminated := make(chan manager.Event, 16)
+	b.Subscribe(printEvents("node-b", manager.EventTerminated, terminated))
 
-	// B floods A until Send refuses.
-	payload := []byte("some work")
+	// B floods A until Send refuses; A blocks B once traffic flows.
 	sendErr := make(chan error, 1)
 	go func() {
 		for {
-			if err := b.Send(ctx, a.Addr(), &manager.Envelope{Target: "worker", Payload: payload}); err != nil {
+			if err := b.Send(ctx, a.Addr(), &manager.Envelope{Target: "worker", Payload: []byte("work")}); err != nil {
 				sendErr <- err
 				return
 			}
 		}
 	}()
-	for deadline := time.Now().Add(5 * time.Second); received.Load() < 10000; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node-a got only %d envelopes in 5s", received.Load())
-		}
+	if err := poll("node-a: 10000 envelopes", func() bool { return received.Load() >= 10000 }); err != nil {
+		return err
 	}
 	fmt.Printf("node-a: blocking node-b after %d envelopes\n", received.Load())
 	a.Block(b.SystemID())
 	fmt.Printf("node-a: Blocked() = %v\n", a.Blocked())
 
-	// B's endpoint reconnects, is refused and terminates; A refuses it.
-	for _, w := range []struct {
-		ch   <-chan struct{}
-		what string
-	}{{terminated, "node-b's endpoint did not terminate"}, {aRefused, "node-a refused nothing"}} {
-		select {
-		case <-w.ch:
-		case <-time.After(5 * time.Second):
-			return errors.New(w.what + " within 5s")
-		}
+	// B's connection is cut; it dials again, is refused and gives up.
+	if _, err := wait(terminated, "node-b: termination"); err != nil {
+		return err
 	}
-	select {
-	case err := <-sendErr:
-		fmt.Printf("node-b: Send now fails: %v\n", err)
-	case <-time.After(5 * time.Second):
-		return errors.New("node-b's Send still succeeds 5s after the block")
+	if _, err := wait(aRefused, "node-a: refusal"); err != nil {
+		return err
 	}
+	err, werr := wait(sendErr, "node-b: Send error")
+	if werr != nil {
+		return werr
+	}
+	fmt.Printf("node-b: Send now fails: %v\n", err)
 	// The terminated endpoint dead-letters what it held in its own
 	// goroutine: wait until that is done and the counters add up.
 	var s manager.EndpointStats
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	if err := poll("node-b: dead letters", func() bool {
 		s, _ = b.Stats(a.Addr())
 		deadMu.Lock()
-		n := 0
-		for _, c := range dead {
-			n += c
-		}
-		deadMu.Unlock()
-		if s.User.Queued == 0 && s.User.Balanced() && uint64(n) == s.User.DeadLetteredAfterEnqueue() {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node-b still holds %d envelopes 5s after its endpoint terminated", s.User.Queued)
-		}
+		defer deadMu.Unlock()
+		return s.User.Queued == 0 && s.User.Balanced() && dead[manager.ReasonBlocked] == s.User.DeadLetteredAfterEnqueue()
+	}); err != nil {
+		return err
 	}
-	deadMu.Lock()
 	fmt.Printf("node-b: dead letters by reason: %v\n", dead)
-	deadMu.Unlock()
-	fmt.Printf("node-b: enqueued %d = acked %d + dead-lettered %d + queued %d: %v\n",
-		s.User.Enqueued, s.User.Acked, s.User.DeadLetteredAfterEnqueue(), s.User.Queued, s.User.Balanced())
-	fmt.Printf("node-a: received %d in all\n", received.Load())
+	fmt.Printf("node-b: enqueued %d = acked %d + dead-lettered %d + queued %d: %v; node-a received %d\n",
+		s.User.Enqueued, s.User.Acked, s.User.DeadLetteredAfterEnqueue(), s.User.Queued, s.User.Balanced(), received.Load())
 
-	// Unblock, then restart B: same system id, new incarnation.
+	// Unblock, then restart B: the same system id, a new incarnation.
 	a.Unblock("node-b")
 	fmt.Printf("node-a: Unblock(\"node-b\"); Blocked() = %v\n", a.Blocked())
 	closeNode(b)
@@ -173,17 +139,18 @@ func run() error {
 	if err := b2.Send(ctx, a.Addr(), &manager.Envelope{Target: "worker", Payload: []byte("hello again")}); err != nil {
 		return err
 	}
-	select {
-	case who := <-hello:
-		fmt.Printf("node-a: got \"hello again\" from %s, old incarnation was %016x\n", who, b.Incarnation())
-	case <-time.After(5 * time.Second):
-		return errors.New("the restarted node-b did not get through within 5s")
+	from, err := wait(hello, "node-a: hello from the new node-b")
+	if err != nil {
+		return err
 	}
+	fmt.Printf("node-a: \"hello again\" from %s incarnation %016x (the blocked one was %016x)\n",
+		from.SystemID, from.Incarnation, b.Incarnation())
 	return nil
 }
 
-// printEvents returns a subscriber that prints the events worth seeing here.
-func printEvents(node string) func(manager.Event) {
+// printEvents returns a subscriber that prints the events worth seeing
+// here, and passes those of type t on to ch.
+func printEvents(node string, t manager.EventType, ch chan<- manager.Event) func(manager.Event) {
 	return func(e manager.Event) {
 		switch e.Type {
 		case manager.EventConnected:
@@ -193,7 +160,34 @@ func printEvents(node string) func(manager.Event) {
 		case manager.EventPeerRefused, manager.EventReconnecting, manager.EventStreamError:
 			fmt.Printf("%s: event %s %s: %v\n", node, e.Type, e.Peer.SystemID, e.Err)
 		}
+		if e.Type == t {
+			select {
+			case ch <- e:
+			default:
+			}
+		}
 	}
+}
+
+// wait returns the next value from ch, or an error after 5s.
+func wait[T any](ch <-chan T, what string) (T, error) {
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-time.After(5 * time.Second):
+		var zero T
+		return zero, fmt.Errorf("%s: nothing within 5s", what)
+	}
+}
+
+// poll waits up to 5s for cond to hold.
+func poll(what string, cond func() bool) error {
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within 5s", what)
+		}
+	}
+	return nil
 }
 
 // closeNode flushes and stops m, giving it 5s.

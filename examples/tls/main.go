@@ -43,15 +43,15 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	ca, caKey, err := newCert("example CA", nil, nil)
+	ca, err := newCert("example CA", nil)
 	if err != nil {
 		return err
 	}
-	serverCert, _, err := newCert("server", ca, caKey)
+	serverCert, err := newCert("server", ca)
 	if err != nil {
 		return err
 	}
-	clientCert, _, err := newCert("client", ca, caKey)
+	clientCert, err := newCert("client", ca)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func run() error {
 		}),
 		manager.WithAuthorizer(func(_ context.Context, c manager.PeerCredentials) error {
 			if len(c.Certificates) == 0 || c.Certificates[0].Subject.CommonName != "client" {
-				return errors.New("certificate common name is not \"client\"")
+				return errors.New(`certificate common name is not "client"`)
 			}
 			if got := c.Metadata.Get("token"); len(got) != 1 || got[0] != token {
 				return fmt.Errorf("bad token from %s", c.Peer.SystemID)
@@ -92,21 +92,18 @@ func run() error {
 		return err
 	}
 	defer closeNode(server)
-	serverRefused := make(chan manager.Event, 1)
+	serverRefused := make(chan manager.Event, 16)
 	server.Subscribe(func(e manager.Event) {
 		if e.Type == manager.EventPeerRefused {
-			select {
-			case serverRefused <- e:
-			default:
-			}
+			serverRefused <- e
 		}
 	})
 	fmt.Printf("server listens on %s with mutual TLS\n", server.Addr())
 
+	// Both clients are client-only (no listener): the server answers over
+	// the streams they open. Events and dead letters come from courier's
+	// goroutines; main prints them, in order.
 	clientTLS := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{*clientCert}, MinVersion: tls.VersionTLS13}
-
-	// The good client: client-only (no listener), so the answer comes back
-	// over the streams it opened.
 	answers := make(chan string, 1)
 	good, err := manager.New(
 		manager.WithSystemID("good-client"),
@@ -123,16 +120,14 @@ func run() error {
 	if err := good.Send(ctx, server.Addr(), &manager.Envelope{Target: "greeter", SenderID: "main", Payload: []byte("hello")}); err != nil {
 		return err
 	}
-	select {
-	case a := <-answers:
-		fmt.Printf("good-client: got %q\n", a)
-	case <-time.After(5 * time.Second):
-		return errors.New("good-client: no answer within 5s")
+	answer, err := wait(answers, "good-client: answer")
+	if err != nil {
+		return err
 	}
+	fmt.Printf("good-client: got %q\n", answer)
 
-	// The bad client: same certificate, wrong token, and a reconnect
-	// policy that gives up after one attempt. Its events and dead letters
-	// come from courier's goroutines; main prints them in order.
+	// The bad client: the same certificate, a wrong token, and a reconnect
+	// policy that gives up after one attempt.
 	dead := make(chan manager.DeadLetter, 1)
 	bad, err := manager.New(
 		manager.WithSystemID("bad-client"),
@@ -146,57 +141,64 @@ func run() error {
 		return err
 	}
 	defer closeNode(bad)
-	events := make(chan manager.Event, 16)
+	refused, terminated := make(chan manager.Event, 16), make(chan manager.Event, 16)
 	bad.Subscribe(func(e manager.Event) {
-		if e.Type == manager.EventPeerRefused || e.Type == manager.EventTerminated {
-			events <- e
+		switch e.Type {
+		case manager.EventPeerRefused:
+			refused <- e
+		case manager.EventTerminated:
+			terminated <- e
 		}
 	})
 	if err := bad.Send(ctx, server.Addr(), &manager.Envelope{Target: "greeter", SenderID: "main", Payload: []byte("let me in")}); err != nil {
 		return err
 	}
-	for _, want := range []manager.EventType{manager.EventPeerRefused, manager.EventTerminated} {
-		select {
-		case e := <-events:
-			if e.Type != want {
-				return fmt.Errorf("bad-client: got event %s, want %s", e.Type, want)
-			}
-			fmt.Printf("bad-client: %s %s: %v\n", e.Type, e.Address, e.Err)
-			if !errors.Is(e.Err, manager.ErrUnauthorized) {
-				return fmt.Errorf("bad-client: %s error does not wrap ErrUnauthorized", e.Type)
-			}
-			if e.Type == manager.EventTerminated {
-				fmt.Printf("bad-client: terminated with reason %q; errors.Is(err, manager.ErrUnauthorized) = true\n", e.Reason)
-			}
-		case <-time.After(5 * time.Second):
-			return fmt.Errorf("bad-client: no %s event within 5s", want)
-		}
+	e, err := wait(refused, "bad-client: refusal")
+	if err != nil {
+		return err
 	}
-	select {
-	case d := <-dead:
-		fmt.Printf("bad-client: dead letter %q to %s: %s\n", d.Envelope.Payload, d.Address, d.Reason)
-	case <-time.After(5 * time.Second):
-		return errors.New("bad-client: no dead letter within 5s")
+	fmt.Printf("bad-client: %s by %s: %v\n", e.Type, e.Address, e.Err)
+	fmt.Printf("bad-client: errors.Is(err, manager.ErrUnauthorized) = %v\n", errors.Is(e.Err, manager.ErrUnauthorized))
+	if !errors.Is(e.Err, manager.ErrUnauthorized) {
+		return errors.New("the refusal is not ErrUnauthorized")
 	}
-	select {
-	case e := <-serverRefused:
-		fmt.Printf("server: %s %s: %v\n", e.Type, e.Peer.SystemID, e.Err)
-	case <-time.After(5 * time.Second):
-		return errors.New("server: no refusal event within 5s")
+	if e, err = wait(terminated, "bad-client: termination"); err != nil {
+		return err
 	}
+	fmt.Printf("bad-client: endpoint %s, reason %q\n", e.Type, e.Reason)
+	d, err := wait(dead, "bad-client: dead letter")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bad-client: dead letter %q: %s\n", d.Envelope.Payload, d.Reason)
+	if e, err = wait(serverRefused, "server: refusal"); err != nil {
+		return err
+	}
+	fmt.Printf("server: %s %s: %v\n", e.Type, e.Peer.SystemID, e.Err)
 	return nil
 }
 
-// newCert makes an ECDSA P-256 certificate for cn: a self-signed CA when
+// wait returns the next value from ch, or an error after 5s.
+func wait[T any](ch <-chan T, what string) (T, error) {
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-time.After(5 * time.Second):
+		var zero T
+		return zero, fmt.Errorf("%s: nothing within 5s", what)
+	}
+}
+
+// newCert makes an ECDSA P-256 certificate named cn: a self-signed CA when
 // parent is nil, else a leaf for 127.0.0.1 signed by parent.
-func newCert(cn string, parent *tls.Certificate, parentKey *ecdsa.PrivateKey) (*tls.Certificate, *ecdsa.PrivateKey, error) {
+func newCert(cn string, parent *tls.Certificate) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -204,7 +206,7 @@ func newCert(cn string, parent *tls.Certificate, parentKey *ecdsa.PrivateKey) (*
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 	}
-	signer, signerKey := tmpl, key
+	signer, signerKey := tmpl, any(key)
 	if parent == nil {
 		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
 		tmpl.KeyUsage = x509.KeyUsageCertSign
@@ -212,17 +214,17 @@ func newCert(cn string, parent *tls.Certificate, parentKey *ecdsa.PrivateKey) (*
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		signer, signerKey = parent.Leaf, parentKey
+		signer, signerKey = parent.Leaf, parent.PrivateKey
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, key, nil
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // closeNode flushes and stops m, giving it 5s.
