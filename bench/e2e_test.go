@@ -157,7 +157,7 @@ func BenchmarkSystemLatency(b *testing.B) {
 		}()
 	}
 	defer func() { stop(); wg.Wait() }()
-	sys := manager.Envelope{Target: "system", Lane: batch.LaneSystem, Kind: batch.KindWatch}
+	sys := manager.Envelope{Target: "system", Lane: batch.LaneSystem, Kind: batch.KindStop}
 	lat := make([]time.Duration, 0, b.N)
 	time.Sleep(100 * time.Millisecond) // let the flood fill the user lane
 	b.ResetTimer()

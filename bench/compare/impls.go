@@ -111,7 +111,7 @@ func (courierImpl) probe(snd sender, n int, timeout time.Duration) (map[string][
 		s.waiting[id] = ch
 		s.mu.Unlock()
 		start := time.Now()
-		env := &manager.Envelope{Target: "probe", SenderID: "bench", Lane: batch.LaneSystem, Kind: batch.KindWatch, RequestID: id}
+		env := &manager.Envelope{Target: "probe", SenderID: "bench", Lane: batch.LaneSystem, Kind: batch.KindStop, RequestID: id}
 		if err := s.m.Send(context.Background(), s.addr, env); err != nil {
 			return nil, err
 		}

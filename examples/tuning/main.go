@@ -85,7 +85,7 @@ func main() {
 
 // measure runs the workload once under c with fresh nodes and prints a row.
 func measure(c config, n int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	// Every envelope settles once: received by B or dead-lettered by A.

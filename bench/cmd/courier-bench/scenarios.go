@@ -269,7 +269,7 @@ func priority(cfg *config, p *progress) (result, error) {
 		defer close(done)
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		env := manager.Envelope{Target: "watcher", Lane: batch.LaneSystem, Kind: batch.KindWatch}
+		env := manager.Envelope{Target: "watcher", Lane: batch.LaneSystem, Kind: batch.KindStop}
 		for {
 			select {
 			case <-stop:
