@@ -66,6 +66,9 @@ type faultNode struct {
 
 func newFaultNode(t *testing.T, listen string, proxy *faultProxy, opts ...Option) *faultNode {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("fault tests take seconds each; they run without -short")
+	}
 	n := &faultNode{
 		t: t, proxy: proxy,
 		user: map[uint64]int{}, sys: map[uint64]int{},
