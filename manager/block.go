@@ -7,7 +7,6 @@ import (
 
 	"github.com/courier-go/courier/internal/wire"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
-	"github.com/courier-go/courier/reader"
 	"github.com/courier-go/courier/writer"
 )
 
@@ -93,36 +92,4 @@ func (m *Manager) isBlocked(systemID string) bool {
 // refuseBlocked is the handshake's refusal of a blocked system.
 func refuseBlocked(systemID string) error {
 	return wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_BLOCKED, "system %q is blocked", systemID)
-}
-
-// liveStream lets Block end an accepted stream at once.
-type liveStream struct {
-	systemID string
-	once     sync.Once
-	ch       chan struct{}
-}
-
-func (l *liveStream) kill() { l.once.Do(func() { close(l.ch) }) }
-
-// track registers an accepted stream of a system for killStreams, and sets
-// acc up to end when it is killed. The returned function forgets it.
-func (m *Manager) track(systemID string, acc *reader.Accepted) (forget func()) {
-	l := &liveStream{systemID: systemID, ch: make(chan struct{})}
-	m.live.Store(l, struct{}{})
-	acc.Kill = l.ch
-	acc.KillErr = refuseBlocked(systemID)
-	if m.isBlocked(systemID) { // blocked after its handshake passed
-		l.kill()
-	}
-	return func() { m.live.Delete(l) }
-}
-
-// killStreams ends every accepted stream of the system at once.
-func (m *Manager) killStreams(systemID string) {
-	m.live.Range(func(k, _ any) bool {
-		if l := k.(*liveStream); l.systemID == systemID {
-			l.kill()
-		}
-		return true
-	})
 }

@@ -573,8 +573,15 @@ func (m *Manager) dialOptions() []grpc.DialOption {
 }
 
 // serveClient runs a client-only peer's endpoint: its writers use the
-// streams the peer opened, handed over by acceptStream.
+// streams the peer opened, handed over by acceptStream. When the peer has
+// had no stream for the idle timeout it is gone: the endpoint ends, its
+// incarnation is quarantined, and its watchers are told Terminated.
 func (ep *endpoint) serveClient() {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ended := make(chan struct{})
+	attached := 0
+	var idle <-chan time.Time
 	for {
 		select {
 		case a := <-ep.attach:
@@ -583,6 +590,28 @@ func (ep *endpoint) serveClient() {
 			if err := ep.lanes[a.lane].w.Attach(a.link); err == nil {
 				ep.state.Store(uint32(StateConnected))
 			}
+			attached++
+			idle = nil
+			wg.Go(func() {
+				select {
+				case <-a.closed:
+				case <-ep.ctx.Done():
+					return
+				}
+				select {
+				case ended <- struct{}{}:
+				case <-ep.ctx.Done():
+				}
+			})
+		case <-ended:
+			if attached--; attached == 0 {
+				idle = time.After(ep.m.o.idleTimeout)
+			}
+		case <-idle:
+			ep.terminate(writer.ReasonEndpointTerminated, fmt.Errorf("%w: client-only peer %s had no stream for %v", ErrIdle, ep.address, ep.m.o.idleTimeout))
+			ep.settle(ep.peer.Load())
+			ep.m.endpoints.CompareAndDelete(ep.address, ep)
+			return
 		case <-ep.ctx.Done():
 			return
 		}

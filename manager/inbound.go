@@ -30,6 +30,9 @@ func (m *Manager) checkHello(ctx context.Context, h *courierv1.Hello) (*courierv
 	if m.isBlocked(h.GetSystemId()) {
 		return nil, refuseBlocked(h.GetSystemId())
 	}
+	if m.live.count(h.GetSystemId()) >= m.o.maxStreams {
+		return nil, refuseTooManyStreams(h.GetSystemId(), m.o.maxStreams)
+	}
 	if err := m.authorize(ctx, h); err != nil {
 		return nil, err
 	}
@@ -65,7 +68,11 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 	lane, _ := wire.LaneFromProto(h.GetLane())
 	peer := Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}
 	acc := &reader.Accepted{Receive: reader.Receive{Peer: peer, Logger: m.log}}
-	forget := m.track(peer.SystemID, acc)
+	forget, err := m.track(peer, acc)
+	if err != nil {
+		m.refusedStream(h, err)
+		return nil, err
+	}
 	if peer.Address != "" {
 		in := m.bindReceive(&acc.Receive, peer, lane)
 		acc.Receive.Counters = &in.counters

@@ -102,7 +102,7 @@ type Manager struct {
 	endpoints sync.Map // address → *endpoint
 	inbound   sync.Map // peerKey → *inboundPeer
 	watched   watches
-	live      sync.Map // *liveStream → struct{}: accepted streams Block can end
+	live      liveStreams // accepted streams, for Block, the limits and the idle watchdog
 	blockMu   sync.Mutex
 	blocked   atomic.Pointer[map[string]struct{}]
 	streams   sync.Map // *inboundStream → struct{}: accepted streams to say goodbye on
@@ -190,6 +190,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("manager: listen: %w", err)
 	}
+	lis = &limitListener{Listener: lis, limit: int64(m.o.maxConns), refused: func(addr net.Addr) {
+		m.events.emit(Event{Type: EventPeerRefused, Address: addr.String(),
+			Err: fmt.Errorf("%w: %s (limit %d)", ErrTooManyConnections, addr, m.o.maxConns)})
+	}}
 	m.lis = lis
 	m.addr = lis.Addr().String()
 	m.server = grpc.NewServer(m.serverOptions()...)
@@ -200,10 +204,14 @@ func (m *Manager) Start(ctx context.Context) error {
 		Refused:          m.refusedStream,
 	})
 	transportv1.RegisterTransportServer(m.server, m.rserver)
-	m.serveWG.Add(1)
+	m.serveWG.Add(2)
 	go func() {
 		defer m.serveWG.Done()
 		_ = m.server.Serve(lis)
+	}()
+	go func() {
+		defer m.serveWG.Done()
+		m.watchIdle()
 	}()
 	m.log.Info("courier: listening", "addr", m.addr, "system", m.o.systemID)
 	return nil
@@ -229,7 +237,10 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 		// A dialer that vanished without closing its connection (a
 		// black-holed network) is found by gRPC's pings once its
 		// heartbeats stop.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: m.o.heartbeatTimeout, Timeout: m.o.heartbeatTimeout}),
+		// A connection with no stream for the idle timeout is closed.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: m.o.heartbeatTimeout, Timeout: m.o.heartbeatTimeout,
+			MaxConnectionIdle: m.o.idleTimeout}),
+		grpc.MaxConcurrentStreams(uint32(m.o.maxStreams)),
 		grpc.MaxRecvMsgSize(m.o.limits.MaxFrameBytes + 1024),
 		grpc.MaxSendMsgSize(m.o.limits.MaxFrameBytes + 1024),
 	}

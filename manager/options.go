@@ -89,6 +89,9 @@ type options struct {
 	heartbeat         time.Duration
 	heartbeatTimeout  time.Duration
 	handshakeTimeout  time.Duration
+	maxConns          int
+	maxStreams        int
+	idleTimeout       time.Duration
 	dialOptions       []grpc.DialOption
 	serverOptions     []grpc.ServerOption
 	deadLetter        func(DeadLetter)
@@ -119,6 +122,9 @@ func defaults() options {
 		heartbeat:         DefaultHeartbeat,
 		heartbeatTimeout:  DefaultHeartbeatTimeout,
 		handshakeTimeout:  DefaultHandshakeTimeout,
+		maxConns:          DefaultMaxInboundConnections,
+		maxStreams:        DefaultMaxStreamsPerPeer,
+		idleTimeout:       DefaultIdleTimeout,
 		systemTimeout:     DefaultSystemTimeout,
 		reconnect:         DefaultBackoff(),
 		streamWindow:      1 << 20,
@@ -172,6 +178,15 @@ func (o *options) validate() error {
 	}
 	if o.handshakeTimeout < 10*time.Millisecond || o.handshakeTimeout > time.Minute {
 		bad("WithHandshakeTimeout(%v): want [10ms, 1m]", o.handshakeTimeout)
+	}
+	if o.maxConns < 1 {
+		bad("WithMaxInboundConnections(%d): want >= 1", o.maxConns)
+	}
+	if o.maxStreams < 2 {
+		bad("WithMaxStreamsPerPeer(%d): want >= 2 (a connection has two streams)", o.maxStreams)
+	}
+	if o.idleTimeout < 2*o.heartbeat {
+		bad("WithIdleTimeout(%v): want at least 2 × heartbeat interval %v", o.idleTimeout, o.heartbeat)
 	}
 	if o.systemTimeout < 10*time.Millisecond || o.systemTimeout > 10*time.Minute {
 		bad("WithSystemQueueTimeout(%v): want [10ms, 10m]", o.systemTimeout)

@@ -139,7 +139,15 @@ type Receive struct {
 	Counters *Counters
 	// Logger receives debug logs; nil means none.
 	Logger *slog.Logger
+
+	waits atomic.Uint64 // see Waits
 }
+
+// Waits counts the loop's waits for a frame, begun and ended: the count is
+// odd while Run waits for the next frame. A watchdog that sees the same odd
+// count for a while knows the peer has sent nothing for that long, while a
+// loop held up by its own handler never looks idle.
+func (r *Receive) Waits() uint64 { return r.waits.Load() }
 
 // Run receives and delivers frames until the stream ends or fails. It
 // returns the reason: ErrGoodbye when the peer closed on purpose, a wrapped
@@ -156,7 +164,10 @@ func (r *Receive) Run() error {
 	var in wire.InFrame
 	defer in.Free()
 	for {
-		if err := r.Stream.RecvMsg(&in); err != nil {
+		r.waits.Add(1)
+		err := r.Stream.RecvMsg(&in)
+		r.waits.Add(1)
+		if err != nil {
 			return err
 		}
 		frame := in.Bytes()

@@ -1,0 +1,359 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/wire"
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
+	"github.com/courier-go/courier/proto/courier/v1/transportv1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// tryRaw opens a connection of its own to addr, one stream on it, and runs
+// the handshake with h.
+func tryRaw(t *testing.T, addr string, h *courierv1.Hello) (*rawPeer, error) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s, err := transportv1.NewTransportClient(conn).Connect(context.Background(), grpc.ForceCodecV2(wire.Codec{}))
+	if err != nil {
+		return nil, err
+	}
+	p := &rawPeer{conn: conn, s: s}
+	_, err = p.handshake(h)
+	return p, err
+}
+
+// helloFrom is a good Hello from the system id and incarnation.
+func helloFrom(systemID string, incarnation uint64) *courierv1.Hello {
+	h := goodHello()
+	h.SystemId, h.Incarnation = systemID, incarnation
+	return h
+}
+
+// eventually retries f until it succeeds or d passes.
+func eventually(t *testing.T, what string, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %v: %v", what, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMaxInboundConnections: a connection beyond the limit is closed at
+// once, with an event; when a connection closes, its slot is free again.
+func TestMaxInboundConnections(t *testing.T) {
+	node := newNode(t, newCollector(), WithMaxInboundConnections(2))
+	log := watch(node)
+	p1, err := tryRaw(t, node.Addr(), helloFrom("one", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryRaw(t, node.Addr(), helloFrom("two", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryRaw(t, node.Addr(), helloFrom("three", 3)); err == nil {
+		t.Fatal("a third connection was served")
+	}
+	ev := log.waitFor(t, "peer refused", 5*time.Second, func(e Event) bool {
+		return e.Type == EventPeerRefused && errors.Is(e.Err, ErrTooManyConnections)
+	})
+	if ev.Address == "" {
+		t.Fatal("the refusal does not say who was refused")
+	}
+	p1.conn.Close()
+	eventually(t, "a connection after one closed", 10*time.Second, func() error {
+		_, err := tryRaw(t, node.Addr(), helloFrom("four", 4))
+		return err
+	})
+}
+
+// TestMaxStreamsPerPeer: a system at its stream limit is refused with
+// reason "unavailable", whichever connection it uses; other systems are
+// not; a stream that ends frees its slot.
+func TestMaxStreamsPerPeer(t *testing.T) {
+	node := newNode(t, newCollector(), WithMaxStreamsPerPeer(2))
+	log := watch(node)
+	p1, err := tryRaw(t, node.Addr(), helloFrom("greedy", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := helloFrom("greedy", 1)
+	h.Lane = courierv1.Lane_LANE_SYSTEM
+	if _, err := tryRaw(t, node.Addr(), h); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tryRaw(t, node.Addr(), helloFrom("greedy", 2))
+	if !errors.Is(err, ErrRefused) || !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("third stream: %v, want a refusal with reason unavailable", err)
+	}
+	log.waitFor(t, "peer refused", 5*time.Second, func(e Event) bool {
+		return e.Type == EventPeerRefused && errors.Is(e.Err, ErrTooManyStreams) && e.Peer.SystemID == "greedy"
+	})
+	if _, err := tryRaw(t, node.Addr(), helloFrom("modest", 1)); err != nil {
+		t.Fatalf("another system: %v", err)
+	}
+	p1.conn.Close()
+	eventually(t, "a stream after one ended", 10*time.Second, func() error {
+		_, err := tryRaw(t, node.Addr(), helloFrom("greedy", 3))
+		return err
+	})
+}
+
+// TestIdleTimeout: a peer that sends nothing after its handshake loses the
+// stream after the idle timeout; one that sends heartbeats keeps it.
+func TestIdleTimeout(t *testing.T) {
+	const idle = time.Second
+	node := newNode(t, newCollector(), WithHeartbeatInterval(100*time.Millisecond), WithIdleTimeout(idle))
+	log := watch(node)
+
+	silent, err := tryRaw(t, node.Addr(), helloFrom("silent", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	beating, err := tryRaw(t, node.Addr(), helloFrom("beating", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	beats := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				beats <- nil
+				return
+			case <-tick.C:
+			}
+			buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{Heartbeat: &courierv1.Heartbeat{Nanos: 1}}})
+			if err == nil {
+				err = beating.s.SendMsg(buf)
+			}
+			if err != nil {
+				beats <- err
+				return
+			}
+		}
+	}()
+
+	start := time.Now()
+	if code := silent.end(t); code != codes.DeadlineExceeded {
+		t.Fatalf("silent stream ended with %v, want DeadlineExceeded", code)
+	}
+	if d := time.Since(start); d < idle {
+		t.Fatalf("silent stream closed after %v, before the idle timeout %v", d, idle)
+	}
+	ev := log.waitFor(t, "stream error", 5*time.Second, func(e Event) bool {
+		return e.Type == EventStreamError && e.Peer.SystemID == "silent"
+	})
+	if !errors.Is(ev.Err, ErrIdle) {
+		t.Fatalf("event error %v, want ErrIdle", ev.Err)
+	}
+	// The beating peer outlives several idle timeouts.
+	time.Sleep(3 * idle)
+	close(stop)
+	if err := <-beats; err != nil {
+		t.Fatalf("heartbeats failed: %v", err)
+	}
+	if n := log.count(func(e Event) bool { return e.Type == EventStreamError && e.Peer.SystemID == "beating" }); n != 0 {
+		t.Fatalf("the beating peer's stream failed %d times", n)
+	}
+	// Once it stops, it is idle too.
+	if code := beating.end(t); code != codes.DeadlineExceeded {
+		t.Fatalf("stream ended with %v after the heartbeats stopped, want DeadlineExceeded", code)
+	}
+}
+
+// TestIdleTimeoutSparesSlowHandler: a stream whose frames wait for this
+// node's own slow handler is not idle, however long the handler takes.
+func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	recv := newCollector()
+	release := make(chan struct{})
+	node := newNode(t, HandlerFunc(func(p Peer, env *Envelope) {
+		if string(env.Payload) == "slow" {
+			<-release
+		}
+		recv.Deliver(p, env)
+	}), WithHeartbeatInterval(100*time.Millisecond), WithIdleTimeout(idle))
+	log := watch(node)
+	p, err := tryRaw(t, node.Addr(), helloFrom("raw", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(pos uint64, payload string, strs ...string) {
+		t.Helper()
+		b := &courierv1.Batch{Position: pos, Envelopes: []*courierv1.Envelope{{Target: 1, Payload: []byte(payload)}}}
+		for _, s := range strs {
+			b.NewStrings = append(b.NewStrings, []byte(s))
+		}
+		p.sendRaw(t, append([]byte{0}, mustMarshal(t, &courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: b}})...))
+	}
+	send(1, "slow", "t")
+	time.Sleep(5 * idle) // the handler holds the stream
+	close(release)
+	send(2, "after")
+	got := recv.wait(t, 2, 10*time.Second)
+	if string(got[1].Payload) != "after" {
+		t.Fatalf("second delivery %q", got[1].Payload)
+	}
+	if n := log.count(func(e Event) bool { return e.Type == EventStreamError }); n != 0 {
+		t.Fatalf("%d stream errors while the handler was slow", n)
+	}
+}
+
+// TestIdleTimeoutSparesQuietPeers: two nodes with nothing to say to each
+// other for many idle timeouts stay connected: the control stream's
+// heartbeats keep the peer alive, its user stream too.
+func TestIdleTimeoutSparesQuietPeers(t *testing.T) {
+	// The margin is wide: on a loaded machine timers fire late.
+	const idle = 2 * time.Second
+	opts := []Option{WithHeartbeatInterval(50 * time.Millisecond), WithIdleTimeout(idle)}
+	recv := newCollector()
+	b := newNode(t, recv, opts...)
+	a := newNode(t, newCollector(), opts...)
+	log := watch(a)
+	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x", Payload: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	recv.wait(t, 1, 10*time.Second)
+	time.Sleep(3 * idle)
+	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x", Payload: []byte("2")}); err != nil {
+		t.Fatal(err)
+	}
+	recv.wait(t, 2, 10*time.Second)
+	if n := log.count(func(e Event) bool { return e.Type == EventReconnecting }); n != 0 {
+		ev := log.waitFor(t, "reconnecting", time.Second, func(e Event) bool { return e.Type == EventReconnecting })
+		t.Fatalf("a quiet connection reconnected %d times: %v; first: %v", n, log.types(), ev.Err)
+	}
+	if s, _ := a.Stats(b.Addr()); s.Reconnects != 0 {
+		t.Fatalf("%d reconnects", s.Reconnects)
+	}
+}
+
+// TestClientGoneAfterIdle: the endpoint of a client-only peer that went
+// away ends after the idle timeout: what was queued for it is
+// dead-lettered, its watchers are told Terminated, the address is
+// forgotten, and the same incarnation is refused from then on.
+func TestClientGoneAfterIdle(t *testing.T) {
+	const idle = time.Second
+	srvRecv := newCollector()
+	dead := make(chan DeadLetter, 16)
+	server := newNode(t, srvRecv, WithHeartbeatInterval(100*time.Millisecond), WithIdleTimeout(idle),
+		WithDeadLetterHandler(func(d DeadLetter) { dead <- d }))
+	log := watch(server)
+	client, err := New(WithHandler(newCollector()), WithSystemID("leaver"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Send(context.Background(), server.Addr(), &Envelope{Target: "srv"}); err != nil {
+		t.Fatal(err)
+	}
+	srvRecv.wait(t, 1, 10*time.Second)
+	srvRecv.mu.Lock()
+	addr := srvRecv.from[0].Address
+	srvRecv.mu.Unlock()
+	if err := server.Watch(context.Background(), addr, "watcher", "client-actor"); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const queued = 5
+	for i := range queued {
+		if err := server.Send(context.Background(), addr, &Envelope{Target: "client-actor", Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatalf("send %d before the idle timeout: %v", i, err)
+		}
+	}
+	ev := log.waitFor(t, "terminated", 10*time.Second, func(e Event) bool {
+		return e.Type == EventTerminated && e.Address == addr
+	})
+	if !errors.Is(ev.Err, ErrIdle) {
+		t.Fatalf("terminated with %v, want ErrIdle", ev.Err)
+	}
+	for i := range queued {
+		select {
+		case d := <-dead:
+			if d.Reason != ReasonEndpointTerminated || d.Address != addr {
+				t.Fatalf("dead letter %d: %+v", i, d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d queued envelopes dead-lettered", i, queued)
+		}
+	}
+	term := srvRecv.wait(t, 2, 5*time.Second)[1]
+	if term.Kind != batch.KindTerminated || term.Target != "watcher" || len(term.Header) != 1 ||
+		term.Header[0] != (batch.Header{Key: ReasonHeader, Value: AddressTerminated}) {
+		t.Fatalf("watcher got %+v", term)
+	}
+	eventually(t, "address forgotten", 5*time.Second, func() error {
+		if _, ok := server.Stats(addr); ok {
+			return errors.New("still has stats")
+		}
+		return nil
+	})
+	if err := server.Send(context.Background(), addr, &Envelope{Target: "client-actor"}); !errors.Is(err, ErrUnknownClient) {
+		t.Fatalf("send after the client left: %v, want ErrUnknownClient", err)
+	}
+	if !server.quarantined(Peer{SystemID: "leaver", Incarnation: client.Incarnation()}) {
+		t.Fatal("the client's incarnation is not quarantined")
+	}
+}
+
+// TestNodeFrameLimits: the node's own frame and dictionary limits hold
+// against a peer that proposes larger ones.
+func TestNodeFrameLimits(t *testing.T) {
+	node := newNode(t, newCollector(), WithMaxFrameBytes(4096), WithDictionaryLimits(16, 1024))
+	log := watch(node)
+	big := &courierv1.Batch{Position: 1, NewStrings: [][]byte{[]byte("t")},
+		Envelopes: []*courierv1.Envelope{{Target: 1, Payload: make([]byte, 4500)}}}
+	many := &courierv1.Batch{Position: 1}
+	for i := range 17 {
+		many.NewStrings = append(many.NewStrings, []byte(fmt.Sprint("s", i)))
+	}
+	cases := []struct {
+		name string
+		b    *courierv1.Batch
+		err  error
+	}{
+		{"frame", big, batch.ErrFrameTooLarge},
+		{"dictionary", many, batch.ErrDictionaryOverflow},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := tryRaw(t, node.Addr(), helloFrom("big", uint64(10+i))) // proposes the default limits
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.sendRaw(t, append([]byte{0}, mustMarshal(t, &courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: c.b}})...))
+			if code := p.end(t); code != codes.ResourceExhausted {
+				t.Fatalf("stream ended with %v, want ResourceExhausted", code)
+			}
+			ev := log.waitFor(t, "stream error", 5*time.Second, func(e Event) bool {
+				return e.Type == EventStreamError && e.Peer.Incarnation == uint64(10+i)
+			})
+			if !errors.Is(ev.Err, c.err) {
+				t.Fatalf("event error %v, want %v", ev.Err, c.err)
+			}
+		})
+	}
+}
