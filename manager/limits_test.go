@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -355,5 +356,19 @@ func TestNodeFrameLimits(t *testing.T) {
 				t.Fatalf("event error %v, want %v", ev.Err, c.err)
 			}
 		})
+	}
+}
+
+// TestLimitOptionsValidated: New reports each bad limit.
+func TestLimitOptionsValidated(t *testing.T) {
+	_, err := New(WithHandler(newCollector()), WithMaxInboundConnections(0), WithMaxStreamsPerPeer(1),
+		WithHeartbeatInterval(time.Second), WithIdleTimeout(time.Second))
+	if !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("New: %v, want ErrInvalidOption", err)
+	}
+	for _, name := range []string{"WithMaxInboundConnections(0)", "WithMaxStreamsPerPeer(1)", "WithIdleTimeout(1s)"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not mention %s", err, name)
+		}
 	}
 }
