@@ -33,5 +33,16 @@
 // A node without WithListenAddress dials the nodes it sends to and is
 // reached back over the streams it opened. The listening side addresses
 // it as ClientAddressPrefix + system id + ":" + incarnation in hex, the
-// Peer.Address its handler sees: a reply is a Send to that address.
+// Peer.Address its handler sees: a reply is a Send to that address. The
+// endpoint for it ends once the client has had no stream for the idle
+// timeout (WithIdleTimeout).
+//
+// # Limits
+//
+// A listening node bounds what a peer can hold: connections
+// (WithMaxInboundConnections), streams per system id and per connection
+// (WithMaxStreamsPerPeer), time to the Hello (WithHandshakeTimeout), time
+// with nothing received (WithIdleTimeout), and frame and dictionary sizes
+// (WithMaxFrameBytes, WithDictionaryLimits). A peer beyond one loses the
+// stream or connection with a typed error, reported as an event.
 package manager
