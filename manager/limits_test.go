@@ -25,14 +25,17 @@ func tryRaw(t *testing.T, addr string, h *courierv1.Hello) (*rawPeer, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
 	s, err := transportv1.NewTransportClient(conn).Connect(context.Background(), grpc.ForceCodecV2(wire.Codec{}))
+	if err == nil {
+		_, err = wire.Dial(s, h)
+	}
 	if err != nil {
+		// A refused client must not go on reconnecting in the background.
+		conn.Close()
 		return nil, err
 	}
-	p := &rawPeer{conn: conn, s: s}
-	_, err = p.handshake(h)
-	return p, err
+	t.Cleanup(func() { conn.Close() })
+	return &rawPeer{conn: conn, s: s}, nil
 }
 
 // helloFrom is a good Hello from the system id and incarnation.
@@ -119,44 +122,16 @@ func TestMaxStreamsPerPeer(t *testing.T) {
 }
 
 // TestIdleTimeout: a peer that sends nothing after its handshake loses the
-// stream after the idle timeout; one that sends heartbeats keeps it.
+// stream after the idle timeout, with a status and an event.
 func TestIdleTimeout(t *testing.T) {
 	const idle = time.Second
 	node := newNode(t, newCollector(), WithHeartbeatInterval(100*time.Millisecond), WithIdleTimeout(idle))
 	log := watch(node)
-
+	start := time.Now()
 	silent, err := tryRaw(t, node.Addr(), helloFrom("silent", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	beating, err := tryRaw(t, node.Addr(), helloFrom("beating", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	beats := make(chan error, 1)
-	go func() {
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				beats <- nil
-				return
-			case <-tick.C:
-			}
-			buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{Heartbeat: &courierv1.Heartbeat{Nanos: 1}}})
-			if err == nil {
-				err = beating.s.SendMsg(buf)
-			}
-			if err != nil {
-				beats <- err
-				return
-			}
-		}
-	}()
-
-	start := time.Now()
 	if code := silent.end(t); code != codes.DeadlineExceeded {
 		t.Fatalf("silent stream ended with %v, want DeadlineExceeded", code)
 	}
@@ -169,25 +144,76 @@ func TestIdleTimeout(t *testing.T) {
 	if !errors.Is(ev.Err, ErrIdle) {
 		t.Fatalf("event error %v, want ErrIdle", ev.Err)
 	}
-	// The beating peer outlives several idle timeouts.
-	time.Sleep(3 * idle)
-	close(stop)
-	if err := <-beats; err != nil {
-		t.Fatalf("heartbeats failed: %v", err)
+}
+
+// beat sends a heartbeat on p's stream and waits for the node's reply, so
+// that the node has received it.
+func (p *rawPeer) beat(t *testing.T) {
+	t.Helper()
+	buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{Heartbeat: &courierv1.Heartbeat{Nanos: 1}}})
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := p.s.SendMsg(buf); err != nil {
+		t.Fatal(err)
+	}
+	var in wire.InFrame
+	defer in.Free()
+	if err := p.s.RecvMsg(&in); err != nil {
+		t.Fatalf("no heartbeat reply: %v", err)
+	}
+}
+
+// TestIdleWatchdog drives the idle watchdog with a clock of its own: a
+// peer counts as idle only when none of its streams has received anything
+// for the idle timeout, and a peer that keeps sending heartbeats stays.
+func TestIdleWatchdog(t *testing.T) {
+	node := newNode(t, newCollector()) // the default idle timeout, far off in real time
+	idle := node.o.idleTimeout
+	log := watch(node)
+	silent, err := tryRaw(t, node.Addr(), helloFrom("silent", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	beating, err := tryRaw(t, node.Addr(), helloFrom("beating", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second stream of the beating peer that never sends: the peer is
+	// alive as long as any of its streams receives.
+	h := helloFrom("beating", 1)
+	h.Lane = courierv1.Lane_LANE_SYSTEM
+	quiet, err := tryRaw(t, node.Addr(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	node.closeIdle(t0)
+	for i := 1; i <= 4; i++ {
+		beating.beat(t)
+		node.closeIdle(t0.Add(time.Duration(i) * idle / 2))
+	}
+	if code := silent.end(t); code != codes.DeadlineExceeded {
+		t.Fatalf("silent stream ended with %v, want DeadlineExceeded", code)
+	}
+	beating.beat(t) // still open
 	if n := log.count(func(e Event) bool { return e.Type == EventStreamError && e.Peer.SystemID == "beating" }); n != 0 {
-		t.Fatalf("the beating peer's stream failed %d times", n)
+		t.Fatalf("the beating peer's streams failed %d times", n)
 	}
-	// Once it stops, it is idle too.
-	if code := beating.end(t); code != codes.DeadlineExceeded {
-		t.Fatalf("stream ended with %v after the heartbeats stopped, want DeadlineExceeded", code)
+	// Once it stops, it is idle too, on both streams.
+	node.closeIdle(t0.Add(4*idle + idle/2))
+	node.closeIdle(t0.Add(6 * idle))
+	for _, p := range []*rawPeer{beating, quiet} {
+		if code := p.end(t); code != codes.DeadlineExceeded {
+			t.Fatalf("stream ended with %v after the heartbeats stopped, want DeadlineExceeded", code)
+		}
 	}
 }
 
 // TestIdleTimeoutSparesSlowHandler: a stream whose frames wait for this
 // node's own slow handler is not idle, however long the handler takes.
 func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const idle = time.Second
 	recv := newCollector()
 	release := make(chan struct{})
 	node := newNode(t, HandlerFunc(func(p Peer, env *Envelope) {
@@ -210,7 +236,7 @@ func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
 		p.sendRaw(t, append([]byte{0}, mustMarshal(t, &courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: b}})...))
 	}
 	send(1, "slow", "t")
-	time.Sleep(5 * idle) // the handler holds the stream
+	time.Sleep(3 * idle) // the handler holds the stream
 	close(release)
 	send(2, "after")
 	got := recv.wait(t, 2, 10*time.Second)
