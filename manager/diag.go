@@ -124,10 +124,10 @@ type ProcessRegistry interface {
 type Spawner interface {
 	// Spawn starts a process of the kind, registered under name unless
 	// name is empty, and returns its id. ctx ends at the caller's timeout.
-	// Errors wrapping ErrUnknownKind, ErrNameTaken, ErrSpawnRefused and
-	// context.DeadlineExceeded (or ErrSpawnTimeout) reach the caller as
-	// such; any other error reaches it as ErrPeerFailed, with the error's
-	// text.
+	// Errors wrapping ErrUnknownKind, ErrNameTaken, ErrSpawnRefused,
+	// ErrNotSupported and context.DeadlineExceeded (or ErrSpawnTimeout)
+	// reach the caller as such; any other error reaches it as
+	// ErrPeerFailed, with the error's text.
 	Spawn(ctx context.Context, kind, name string) (id string, err error)
 }
 
@@ -277,7 +277,7 @@ func (m *Manager) admit(ctx context.Context, c *transportv1.Caller) error {
 		refusal = wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_INVALID, "caller's system id empty, or system id or address longer than %d bytes", MaxCallStringBytes)
 	case m.isBlocked(p.SystemID):
 		refusal = wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_BLOCKED, "system %q is blocked", p.SystemID)
-	default:
+	case m.o.authorize != nil:
 		// The authoriser is the embedder's code too: it may block or
 		// panic.
 		_, err := embedded(ctx, m, "authoriser", func(ctx context.Context) (struct{}, error) {
@@ -287,9 +287,10 @@ func (m *Manager) admit(ctx context.Context, c *transportv1.Caller) error {
 		case errors.As(err, &refusal):
 		case err != nil: // ctx ended first
 			return status.Error(status.FromContextError(err).Code(), "manager: the authoriser did not answer in time")
-		case p.Incarnation != 0 && m.quarantined(p):
-			refusal = wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", p.Incarnation, p.SystemID)
 		}
+	}
+	if refusal == nil && p.Incarnation != 0 && m.quarantined(p) {
+		refusal = wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", p.Incarnation, p.SystemID)
 	}
 	if refusal == nil {
 		return nil

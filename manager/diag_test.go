@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/proto/courier/v1/transportv1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -426,7 +427,7 @@ func TestDiagNotSupported(t *testing.T) {
 
 // TestDiagBlockedCaller: a blocked system is refused before the embedder
 // is asked, with ErrBlocked, not with the spawner's own refusal; Unblock
-// lets it in again.
+// lets it in again. A request without a caller is refused as invalid.
 func TestDiagBlockedCaller(t *testing.T) {
 	sp := &fakeSpawner{}
 	server := newNode(t, newCollector(), WithBlockList("intruder"),
@@ -462,6 +463,22 @@ func TestDiagBlockedCaller(t *testing.T) {
 	server.Block("intruder")
 	if _, err := intruder.Spawn(ctx, server.Addr(), "worker"); !errors.Is(err, ErrBlocked) {
 		t.Fatalf("Spawn after Block: %v, want ErrBlocked", err)
+	}
+
+	// A caller that does not say who it is is refused too.
+	conn, err := grpc.NewClient(server.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = transportv1.NewTransportClient(conn).Spawn(ctx, &transportv1.SpawnRequest{Kind: "worker"})
+	st, _ := status.FromError(err)
+	if d := st.Details(); st.Code() != codes.InvalidArgument || len(d) != 1 ||
+		d[0].(*transportv1.CallRefused).GetReason() != courierv1.RefuseReason_REFUSE_REASON_INVALID {
+		t.Errorf("Spawn without a caller: %v, details %v; want InvalidArgument, refused as invalid", err, st.Details())
+	}
+	if n := sp.calls.Load(); n != 1 {
+		t.Errorf("the spawner was called %d times, want once (after Unblock)", n)
 	}
 }
 
