@@ -75,11 +75,18 @@ func WithAuthorizer(a Authorizer) Option {
 
 // authorize runs the authoriser on a Hello; a refusal or a panic refuses
 // the stream.
-func (m *Manager) authorize(ctx context.Context, h *courierv1.Hello) (err error) {
+func (m *Manager) authorize(ctx context.Context, h *courierv1.Hello) error {
+	return m.authorizePeer(ctx, Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()})
+}
+
+// authorizePeer runs the authoriser on a peer as it states itself, with the
+// certificates and metadata of ctx's gRPC call (a stream or a unary call);
+// a refusal or a panic is a *wire.RefusedError with reason unauthorized.
+func (m *Manager) authorizePeer(ctx context.Context, caller Peer) (err error) {
 	if m.o.authorize == nil {
 		return nil
 	}
-	creds := PeerCredentials{Peer: Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}}
+	creds := PeerCredentials{Peer: caller}
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 {
 			creds.Certificates = info.State.VerifiedChains[0]

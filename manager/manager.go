@@ -203,7 +203,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		Accept:           m.acceptStream,
 		Refused:          m.refusedStream,
 	})
-	transportv1.RegisterTransportServer(m.server, m.rserver)
+	transportv1.RegisterTransportServer(m.server, &transportServer{Server: m.rserver, m: m})
 	m.serveWG.Add(2)
 	go func() {
 		defer m.serveWG.Done()

@@ -108,6 +108,8 @@ type options struct {
 	clientCreds       credentials.TransportCredentials
 	metadata          []string
 	authorize         Authorizer
+	registry          ProcessRegistry
+	spawner           Spawner
 }
 
 func defaults() options {
