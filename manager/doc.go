@@ -37,6 +37,17 @@
 // endpoint for it ends once the client has had no stream for the idle
 // timeout (WithIdleTimeout).
 //
+// # Diagnostics and remote spawn
+//
+// ListProcesses, ProcessDiagnostics, Spawn and SpawnNamed call unary
+// methods of a peer's Transport service, answered by the peer's embedder
+// through the ProcessRegistry and Spawner it set (WithProcessRegistry,
+// WithSpawner); without them the peer answers ErrNotSupported. The calls
+// pass the peer's block list and authoriser, like a stream's handshake, and
+// the embedder's errors come back as the package's sentinels. An embedder
+// that panics or ignores its context never takes the node down or holds a
+// call past its deadline.
+//
 // # Limits
 //
 // A listening node bounds what a peer can hold: connections
