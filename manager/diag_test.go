@@ -279,13 +279,9 @@ func TestSpawnTimeout(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	id, err := caller.Spawn(ctx, server.Addr(), "worker")
 	if !errors.Is(err, ErrSpawnTimeout) || !errors.Is(err, context.DeadlineExceeded) || id != "" {
 		t.Fatalf("Spawn with a blocking spawner: %q, %v; want ErrSpawnTimeout and context.DeadlineExceeded", id, err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Spawn returned after %v, deadline 300ms", d)
 	}
 
 	// A call without a gRPC deadline, whose request states 200ms: the
@@ -296,22 +292,18 @@ func TestSpawnTimeout(t *testing.T) {
 	}
 	defer conn.Close()
 	guard := testCtx(t)
-	start = time.Now()
 	_, err = transportv1.NewTransportClient(conn).Spawn(guard, &transportv1.SpawnRequest{
 		Caller: &transportv1.Caller{SystemId: "raw", Incarnation: 1}, Kind: "worker", TimeoutMillis: 200,
 	})
 	if status.Code(err) != codes.DeadlineExceeded || guard.Err() != nil {
 		t.Fatalf("raw Spawn with a 200ms timeout: %v, want the server's DeadlineExceeded", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("the server answered after %v, timeout 200ms", d)
-	}
 
 	// No handler is left waiting for the spawner: Close, which waits for
 	// the handlers, does not wait for it.
 	closed := make(chan error, 1)
 	go func() { closed <- server.Close(context.Background()) }()
-	timer := time.NewTimer(5 * time.Second)
+	timer := time.NewTimer(30 * time.Second) // a hang, not a timing
 	defer timer.Stop()
 	select {
 	case err := <-closed:
@@ -341,7 +333,6 @@ func TestDiagRegistryIgnoresDeadline(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	if _, err := caller.ListProcesses(ctx, server.Addr(), ""); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrSpawnTimeout) {
 		t.Errorf("ListProcesses: %v, want context.DeadlineExceeded only", err)
 	}
@@ -349,9 +340,6 @@ func TestDiagRegistryIgnoresDeadline(t *testing.T) {
 	defer cancel2()
 	if _, err := caller.ProcessDiagnostics(ctx2, server.Addr(), "p/1"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("ProcessDiagnostics: %v, want context.DeadlineExceeded", err)
-	}
-	if d := time.Since(start); d > 8*time.Second {
-		t.Errorf("two calls with 300ms deadlines took %v", d)
 	}
 }
 

@@ -211,17 +211,19 @@ func TestIdleWatchdog(t *testing.T) {
 }
 
 // TestIdleTimeoutSparesSlowHandler: a stream whose frames wait for this
-// node's own slow handler is not idle, however long the handler takes.
+// node's own slow handler is not idle, however long the handler takes. The
+// watchdog runs on a clock of its own.
 func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
-	const idle = time.Second
 	recv := newCollector()
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	node := newNode(t, HandlerFunc(func(p Peer, env *Envelope) {
 		if string(env.Payload) == "slow" {
+			close(entered)
 			<-release
 		}
 		recv.Deliver(p, env)
-	}), WithHeartbeatInterval(100*time.Millisecond), WithIdleTimeout(idle))
+	}))
+	idle := node.o.idleTimeout
 	log := watch(node)
 	p, err := tryRaw(t, node.Addr(), helloFrom("raw", 1))
 	if err != nil {
@@ -235,8 +237,13 @@ func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
 		}
 		p.sendRaw(t, append([]byte{0}, mustMarshal(t, &courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: b}})...))
 	}
+	t0 := time.Now()
+	node.closeIdle(t0)
 	send(1, "slow", "t")
-	time.Sleep(3 * idle) // the handler holds the stream
+	<-entered
+	for i := 1; i <= 6; i++ { // the handler holds the stream for 3 idle timeouts
+		node.closeIdle(t0.Add(time.Duration(i) * idle / 2))
+	}
 	close(release)
 	send(2, "after")
 	got := recv.wait(t, 2, 10*time.Second)
@@ -250,30 +257,39 @@ func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
 
 // TestIdleTimeoutSparesQuietPeers: two nodes with nothing to say to each
 // other for many idle timeouts stay connected: the control stream's
-// heartbeats keep the peer alive, its user stream too.
+// heartbeats keep the peer alive, its silent user stream too. b's idle
+// watchdog runs on a clock of its own, and looks again only once a has had
+// a heartbeat answered, that is once b has received one.
 func TestIdleTimeoutSparesQuietPeers(t *testing.T) {
-	// The margin is wide: on a loaded machine timers fire late.
-	const idle = 2 * time.Second
-	opts := []Option{WithHeartbeatInterval(50 * time.Millisecond), WithIdleTimeout(idle)}
 	recv := newCollector()
-	b := newNode(t, recv, opts...)
-	a := newNode(t, newCollector(), opts...)
-	log := watch(a)
+	b := newNode(t, recv)
+	idle := b.o.idleTimeout
+	blog := watch(b)
+	a := newNode(t, newCollector(), WithHeartbeatInterval(20*time.Millisecond))
 	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x", Payload: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
 	recv.wait(t, 1, 10*time.Second)
-	time.Sleep(3 * idle)
+	v, _ := a.endpoints.Load(b.Addr())
+	replies := &v.(*endpoint).lanes[batch.LaneSystem].rc.Frames
+	t0 := time.Now()
+	b.closeIdle(t0)
+	for i := 1; i <= 6; i++ {
+		n := replies.Load()
+		eventually(t, "a heartbeat answered", 10*time.Second, func() error {
+			if replies.Load() == n {
+				return errors.New("none yet")
+			}
+			return nil
+		})
+		b.closeIdle(t0.Add(time.Duration(i) * idle / 2))
+	}
 	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x", Payload: []byte("2")}); err != nil {
 		t.Fatal(err)
 	}
 	recv.wait(t, 2, 10*time.Second)
-	if n := log.count(func(e Event) bool { return e.Type == EventReconnecting }); n != 0 {
-		ev := log.waitFor(t, "reconnecting", time.Second, func(e Event) bool { return e.Type == EventReconnecting })
-		t.Fatalf("a quiet connection reconnected %d times: %v; first: %v", n, log.types(), ev.Err)
-	}
-	if s, _ := a.Stats(b.Addr()); s.Reconnects != 0 {
-		t.Fatalf("%d reconnects", s.Reconnects)
+	if n := blog.count(func(e Event) bool { return e.Type == EventStreamError && errors.Is(e.Err, ErrIdle) }); n != 0 {
+		t.Fatalf("%d of a quiet peer's streams closed as idle", n)
 	}
 }
 
