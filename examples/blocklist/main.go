@@ -22,6 +22,9 @@ import (
 	"github.com/courier-go/courier/manager"
 )
 
+// patience bounds each wait: generous, since a loaded machine can be slow.
+const patience = 30 * time.Second
+
 func main() {
 	if err := run(); err != nil {
 		log.Fatal(err)
@@ -29,7 +32,7 @@ func main() {
 }
 
 func run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
 	var received atomic.Int64
@@ -169,22 +172,22 @@ func printEvents(node string, t manager.EventType, ch chan<- manager.Event) func
 	}
 }
 
-// wait returns the next value from ch, or an error after 5s.
+// wait returns the next value from ch, or an error after patience.
 func wait[T any](ch <-chan T, what string) (T, error) {
 	select {
 	case v := <-ch:
 		return v, nil
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		var zero T
-		return zero, fmt.Errorf("%s: nothing within 5s", what)
+		return zero, fmt.Errorf("%s: nothing within %v", what, patience)
 	}
 }
 
-// poll waits up to 5s for cond to hold.
+// poll waits up to patience for cond to hold.
 func poll(what string, cond func() bool) error {
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(patience); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not within 5s", what)
+			return fmt.Errorf("%s: not within %v", what, patience)
 		}
 	}
 	return nil

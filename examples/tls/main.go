@@ -31,6 +31,9 @@ import (
 	"github.com/courier-go/courier/manager"
 )
 
+// patience bounds each wait: generous, since a loaded machine can be slow.
+const patience = 30 * time.Second
+
 const token = "s3cret"
 
 func main() {
@@ -40,7 +43,7 @@ func main() {
 }
 
 func run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
 	ca, err := newCert("example CA", nil)
@@ -178,14 +181,14 @@ func run() error {
 	return nil
 }
 
-// wait returns the next value from ch, or an error after 5s.
+// wait returns the next value from ch, or an error after patience.
 func wait[T any](ch <-chan T, what string) (T, error) {
 	select {
 	case v := <-ch:
 		return v, nil
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		var zero T
-		return zero, fmt.Errorf("%s: nothing within 5s", what)
+		return zero, fmt.Errorf("%s: nothing within %v", what, patience)
 	}
 }
 

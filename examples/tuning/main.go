@@ -47,6 +47,9 @@ import (
 	"github.com/courier-go/courier/manager"
 )
 
+// patience bounds each wait: generous, since a loaded machine can be slow.
+const patience = 30 * time.Second
+
 const senders = 16
 
 type config struct {
@@ -85,7 +88,7 @@ func main() {
 
 // measure runs the workload once under c with fresh nodes and prints a row.
 func measure(c config, n int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
 	// Every envelope settles once: received by B or dead-lettered by A.
@@ -126,12 +129,12 @@ func measure(c config, n int) error {
 	if err := a.Send(ctx, b.Addr(), &manager.Envelope{Target: "warm-up"}); err != nil {
 		return err
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(time.Millisecond) {
 		if s, ok := a.Stats(b.Addr()); ok && s.User.Acked == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no connection to %s within 5s", b.Addr())
+			return fmt.Errorf("no connection to %s within %v", b.Addr(), patience)
 		}
 	}
 
@@ -164,8 +167,8 @@ func measure(c config, n int) error {
 	}
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("after 10s only %d of %d envelopes received or dead-lettered", settled.Load(), n)
+	case <-time.After(patience):
+		return fmt.Errorf("after %v only %d of %d envelopes received or dead-lettered", patience, settled.Load(), n)
 	}
 	elapsed := time.Since(start)
 

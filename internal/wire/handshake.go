@@ -46,10 +46,11 @@ var (
 
 // RefusedError is a refused handshake, on either side.
 type RefusedError struct {
-	Reason  courierv1.RefuseReason
-	Message string
+	Reason  courierv1.RefuseReason // why
+	Message string                 // the refusing side's explanation
 }
 
+// Error says that, why and how the handshake was refused.
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("courier: refused (%s): %s", reasonName(e.Reason), e.Message)
 }
