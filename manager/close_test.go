@@ -111,3 +111,30 @@ func TestCloseFlushesQueued(t *testing.T) {
 		t.Fatalf("%d dead letters", a.DeadLetters())
 	}
 }
+
+// TestCloseAcknowledgesDelivered: a receiver that closes right after a
+// delivery acknowledges it in its goodbye, so the sender counts it acked
+// instead of dead-lettering it at its own Close.
+func TestCloseAcknowledgesDelivered(t *testing.T) {
+	for i := range 5 {
+		recv := newCollector()
+		a := newNode(t, newCollector())
+		b := newNode(t, recv)
+		if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		recv.wait(t, 1, 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		s, _ := a.Stats(b.Addr())
+		if s.User.Acked != 1 || s.User.DeadLetteredAfterEnqueue() != 0 {
+			t.Fatalf("round %d: acked %d, dead-lettered %v", i, s.User.Acked, s.User.DeadLettered)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"expvar"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -12,10 +13,11 @@ func TestPublishExpvar(t *testing.T) {
 	recv := newCollector()
 	a := newNode(t, newCollector())
 	b := newNode(t, recv)
-	if err := a.PublishExpvar("courier-test-a"); err != nil {
+	name := fmt.Sprintf("courier-test-%x", a.Incarnation()) // unique: expvar names are global, and -count reruns
+	if err := a.PublishExpvar(name); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PublishExpvar("courier-test-a"); err == nil {
+	if err := b.PublishExpvar(name); err == nil {
 		t.Fatal("publishing a taken name succeeded")
 	}
 	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x"}); err != nil {
@@ -23,7 +25,7 @@ func TestPublishExpvar(t *testing.T) {
 	}
 	recv.wait(t, 1, 20*time.Second)
 	var got NodeStats
-	if err := json.Unmarshal([]byte(expvar.Get("courier-test-a").String()), &got); err != nil {
+	if err := json.Unmarshal([]byte(expvar.Get(name).String()), &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.SystemID != a.SystemID() || got.Incarnation != a.Incarnation() || got.Addr != a.Addr() {

@@ -76,7 +76,7 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 	if peer.Address != "" {
 		in := m.bindReceive(&acc.Receive, peer, lane)
 		acc.Receive.Counters = &in.counters
-		is := &inboundStream{s: s}
+		is := &inboundStream{s: s, state: &in.state}
 		m.streams.Store(is, struct{}{})
 		acc.Receive.Ack = is.ack
 		acc.Receive.Heartbeat = is.heartbeat
@@ -126,6 +126,7 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 type inboundStream struct {
 	mu     sync.Mutex
 	s      wire.Stream
+	state  *reader.LaneState // the peer lane's delivery state
 	closed bool
 }
 
@@ -148,12 +149,18 @@ func (is *inboundStream) heartbeat(nanos uint64) error {
 	return reader.HeartbeatInline(is.s)(nanos)
 }
 
-// goodbye tells the peer this node is closing; nothing is sent after.
+// goodbye tells the peer this node is closing; nothing is sent after. The
+// lane delivers nothing more, and what it delivered is acknowledged first,
+// so that the peer does not dead-letter envelopes that arrived.
 func (is *inboundStream) goodbye() {
+	last := is.state.Close() // waits for a batch in progress
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	if !is.closed {
 		is.closed = true
+		if last > 0 {
+			_ = reader.AckInline(is.s)(last)
+		}
 		_ = wire.Goodbye(is.s, "node shutting down")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/internal/wire"
@@ -84,6 +85,10 @@ type HandlerFunc func(peer Peer, env *Envelope)
 
 // Deliver calls f.
 func (f HandlerFunc) Deliver(peer Peer, env *Envelope) { f(peer, env) }
+
+// closeGrace bounds how long Close waits for peers to let go of their
+// connections after it said goodbye.
+const closeGrace = time.Second
 
 // ClientAddressPrefix starts the address a listening node gives a
 // client-only peer (one without a listener): "client:" + system id + ":" +
@@ -404,12 +409,30 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.epWG.Wait()
 	if m.server != nil {
 		// Inbound streams last as long as their peers keep them: tell the
-		// peers goodbye, then close the connections.
+		// peers goodbye, with a last ack, and end the streams. A graceful
+		// stop lets gRPC send what is queued on them before the connections
+		// close; a peer that does not let go gets closeGrace.
 		m.streams.Range(func(k, _ any) bool {
 			k.(*inboundStream).goodbye()
 			return true
 		})
+		for _, l := range m.streamsOf(func(*liveStream) bool { return true }) {
+			l.kill(ErrClosed)
+		}
+		stopped := make(chan struct{})
+		go func() {
+			m.server.GracefulStop()
+			close(stopped)
+		}()
+		grace := time.NewTimer(closeGrace)
+		select {
+		case <-stopped:
+		case <-grace.C:
+		case <-ctx.Done():
+		}
+		grace.Stop()
 		m.server.Stop()
+		<-stopped
 		m.rserver.Wait()
 	}
 	m.serveWG.Wait()

@@ -95,14 +95,16 @@ func (s *LaneState) Claim() uint64 {
 func (s *LaneState) Last() uint64 { return s.shown.Load() }
 
 // Close ends delivery on the lane for good, for a peer incarnation this
-// node has given up on: it waits for a batch in progress, and every stream
-// of the lane, current or future, fails with ErrQuarantined at its next
-// batch.
-func (s *LaneState) Close() {
+// node has given up on or a node that is closing: it waits for a batch in
+// progress, and every stream of the lane, current or future, fails with
+// ErrQuarantined at its next batch. It returns the last position delivered,
+// final from now on.
+func (s *LaneState) Close() (last uint64) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
 	s.owner++
-	s.mu.Unlock()
+	return s.last
 }
 
 // Receive is the receive side of one established stream, either end.
