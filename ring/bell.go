@@ -2,7 +2,6 @@ package ring
 
 import (
 	"context"
-	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -20,13 +19,6 @@ type Bell struct {
 	_      pad
 	wake   chan struct{} // capacity 1: a pending wake-up is never lost
 }
-
-// spinRounds is how many times a consumer in Wait, and a producer in Push
-// that found the ring full, yield the processor before they park. A yield
-// costs a fraction of a microsecond; a park and the wake-up that ends it cost
-// an OS thread's sleep and wake, which on a busy virtual machine can take
-// tens of microseconds.
-var spinRounds = 16 // a variable so that tests can exercise parking alone
 
 // NewBell returns a bell with no consumer parked.
 func NewBell() *Bell {
@@ -60,16 +52,11 @@ func (b *Bell) Wait(ctx context.Context, ready func() bool) error {
 // The caller owns the timer and reuses it, so that a consumer that waits
 // with a timeout again and again allocates nothing. A nil timer never fires.
 func (b *Bell) WaitTimer(ctx context.Context, timer <-chan time.Time, ready func() bool) (timedOut bool, err error) {
-	// Parking and waking a goroutine costs an OS thread sleep and wake-up
-	// when the other side runs on another core: microseconds, far more than
-	// a value takes to arrive when producers are busy. So look a few times,
-	// yielding the processor to any producer queued on it, before parking.
-	for i := 0; i < spinRounds; i++ {
-		if ready() {
-			return false, nil
-		}
-		runtime.Gosched()
-	}
+	// No spinning first. A consumer that spins, or yields in a loop, takes
+	// the processor from the producers it waits for whenever they share
+	// one: on a 2-core machine running more goroutines than cores, that is
+	// most of the time. Parking lets them run, and the values they push
+	// while the consumer wakes up join its next batch.
 	b.parked.Store(1)
 	if ready() {
 		b.parked.Store(0)

@@ -22,6 +22,11 @@
 //     the Bell only when the consumer has announced that it is parking on an
 //     empty ring, which is the empty → non-empty transition the consumer can
 //     observe.
+//   - Nobody spins. A consumer with nothing to read parks at once, and so
+//     does a producer in Push that finds the ring full. Parked producers
+//     are woken one at a time, in the order they parked: freeing one slot
+//     wakes one producer, and a producer that gets in wakes the next while
+//     room is left.
 //   - After Close no push succeeds, and the consumer can still read every
 //     value whose push succeeded; Drained reports when it has.
 //
@@ -32,6 +37,7 @@
 // of one side never invalidate the other side's line. A slot carries a
 // sequence number that its producer stores after writing the value; the
 // consumer reads it to know the slot is ready. Producers learn how much room
-// is left from the consumer's head, which the consumer stores once per
-// Release, not once per value.
+// is left from a copy of the consumer's head kept on their own line, and read
+// the consumer's head only when that copy says the ring is full: once a lap,
+// not once per push.
 package ring

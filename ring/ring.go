@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
 	"sync/atomic"
 )
 
@@ -55,7 +53,12 @@ type Ring[T any] struct {
 	// tail is the next position to claim, with closedBit once closed.
 	// Written by producers with compare-and-swap.
 	tail atomic.Uint64
-	_    pad
+	// seenHead is a head some producer has read: at most head, so a
+	// position less than a lap ahead of it is free. Producers check room
+	// against it and read the consumer's head only when it says full, so
+	// the consumer's line is read once per lap, not once per push.
+	seenHead atomic.Uint64
+	_        pad
 
 	// head is the first position not yet released: every slot below it is
 	// free. Written only by the consumer, once per Release; producers read
@@ -104,6 +107,7 @@ func New[T any](capacity int, opts ...Option) (*Ring[T], error) {
 		slots: make([]slot[T], capacity),
 		mask:  uint64(capacity - 1),
 		bell:  o.bell,
+		gate:  gate{turn: make(chan struct{}, 1), closed: make(chan struct{})},
 	}
 	// Slot i has seq i: not ready for position i yet (ready means i+1).
 	for i := range r.slots {
@@ -122,8 +126,15 @@ func (r *Ring[T]) TryPush(v T) error {
 		}
 		// Every position below head has been drained and its slot cleared,
 		// so position t is free as long as it is less than a lap ahead.
-		if t-r.head.Load() >= uint64(len(r.slots)) {
-			return ErrFull
+		if t-r.seenHead.Load() >= uint64(len(r.slots)) {
+			h := r.head.Load()
+			if int64(t-h) < 0 {
+				continue // t is stale: the consumer has drained past it since
+			}
+			if t-h >= uint64(len(r.slots)) {
+				return ErrFull
+			}
+			r.seenHead.Store(h)
 		}
 		if r.tail.CompareAndSwap(t, t+1) {
 			s := &r.slots[t&r.mask]
@@ -137,37 +148,54 @@ func (r *Ring[T]) TryPush(v T) error {
 
 // Push copies v into the ring, waiting while it is full. It returns
 // ErrClosed if the ring is closed before v is accepted and ctx.Err() if ctx
-// ends first. Waiting is the slow path: a producer that finds the ring full
-// parks until the consumer drains, and the consumer wakes all such producers
-// once per Drain. Safe for concurrent use.
+// ends first. Safe for concurrent use.
+//
+// Waiting is the slow path. A producer that finds the ring full parks at
+// once: spinning would only take the processor from the consumer it waits
+// for. Parked producers are woken one at a time, in the order they parked:
+// the consumer wakes the first when it frees room, and a woken producer that
+// pushes wakes the next if room is left. So freeing a few slots wakes a few
+// producers, not all of them, and a burst of producers costs one wake-up per
+// producer that gets in, not one per value.
 func (r *Ring[T]) Push(ctx context.Context, v T) error {
 	if err := r.TryPush(v); err != ErrFull {
 		return err
 	}
-	// The consumer is usually about to drain: yield to it a few times
-	// before paying for a park and a wake-up.
-	for i := 0; i < spinRounds; i++ {
-		runtime.Gosched()
-		if err := r.TryPush(v); err != ErrFull {
-			return err
-		}
-	}
 	for {
-		wake := r.gate.arm()
-		// Armed before the retry: a Drain that frees a slot after this
-		// TryPush fails is bound to see the waiter and open the gate.
+		// Counted as waiting before the retry: a Release that frees a slot
+		// after this TryPush fails is bound to see the waiter and pass it
+		// the turn.
+		r.gate.waiting.Add(1)
 		err := r.TryPush(v)
 		if err != ErrFull {
-			r.gate.disarm()
+			r.gate.waiting.Add(-1)
+			if err == nil {
+				r.passTurn()
+			}
 			return err
 		}
 		select {
-		case <-wake:
-			r.gate.disarm()
+		case <-r.gate.turn:
+			r.gate.waiting.Add(-1)
+		case <-r.gate.closed:
+			r.gate.waiting.Add(-1)
 		case <-ctx.Done():
-			r.gate.disarm()
+			r.gate.waiting.Add(-1)
 			return ctx.Err()
 		}
+		if err := r.TryPush(v); err != ErrFull {
+			if err == nil {
+				r.passTurn()
+			}
+			return err
+		}
+	}
+}
+
+// passTurn wakes the next parked producer if there is room for it.
+func (r *Ring[T]) passTurn() {
+	if r.gate.waiting.Load() > 0 && r.Len() < len(r.slots) {
+		r.gate.wake()
 	}
 }
 
@@ -220,7 +248,7 @@ func (r *Ring[T]) Release(n int) {
 	r.read = max(r.read, end)
 	r.head.Store(end)
 	if r.gate.waiting.Load() > 0 {
-		r.gate.open()
+		r.gate.wake()
 	}
 }
 
@@ -269,7 +297,7 @@ func (r *Ring[T]) Close() {
 		return
 	}
 	r.bell.Ring()
-	r.gate.open()
+	close(r.gate.closed)
 }
 
 // Closed reports whether Close has been called.
@@ -309,34 +337,18 @@ func (r *Ring[T]) Bell() *Bell { return r.bell }
 // Cap returns the ring's capacity.
 func (r *Ring[T]) Cap() int { return len(r.slots) }
 
-// gate parks producers that found the ring full. It is the slow path, so it
-// may lock: only producers that are about to park and a consumer that sees
-// one waiting touch the mutex.
+// gate parks producers that found the ring full. Only producers about to
+// park and a consumer that sees one waiting touch its channels.
 type gate struct {
-	waiting atomic.Int32
+	waiting atomic.Int32 // producers parked or about to park
 	_       pad
-	mu      sync.Mutex
-	ch      chan struct{} // closed to wake every waiter; nil when nobody waits
+	turn    chan struct{} // capacity 1: a pending turn is never lost
+	closed  chan struct{} // closed by Close
 }
 
-func (g *gate) arm() <-chan struct{} {
-	g.mu.Lock()
-	g.waiting.Add(1)
-	if g.ch == nil {
-		g.ch = make(chan struct{})
+func (g *gate) wake() {
+	select {
+	case g.turn <- struct{}{}:
+	default: // a turn is already pending
 	}
-	ch := g.ch
-	g.mu.Unlock()
-	return ch
-}
-
-func (g *gate) disarm() { g.waiting.Add(-1) }
-
-func (g *gate) open() {
-	g.mu.Lock()
-	if g.ch != nil {
-		close(g.ch)
-		g.ch = nil
-	}
-	g.mu.Unlock()
 }

@@ -234,11 +234,6 @@ func TestNoLostWakeup(t *testing.T) {
 	if testing.Short() {
 		budget = 500 * time.Millisecond
 	}
-	// Without the yields before parking, every empty Wait parks: the
-	// protocol under test is all that wakes the consumer.
-	defer func(n int) { spinRounds = n }(spinRounds)
-	spinRounds = 0
-
 	toWaiter, toPoller := mustNew[int](t, 2), mustNew[int](t, 2)
 	// A round takes microseconds; one that takes this long is a consumer
 	// that nothing will ever wake.
@@ -322,6 +317,54 @@ func TestPushWaitsForRoom(t *testing.T) {
 	buf = make([]int, 4)
 	if n := r.Drain(buf); n != 2 || buf[0] != 1 || buf[1] != 2 {
 		t.Fatalf("drained %v", buf[:n])
+	}
+}
+
+// TestPushTurnsReachEveryWaiter parks many producers on a full ring, then
+// frees one slot at a time. Parked producers are woken one at a time and
+// pass the turn on, so a turn that stopped anywhere would strand the
+// producers behind it; every value must still arrive, the pushes of each
+// producer in order.
+func TestPushTurnsReachEveryWaiter(t *testing.T) {
+	const producers, each = 16, 20
+	r := mustNew[[2]int](t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, producers)
+	for p := 0; p < producers; p++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				if err := r.Push(ctx, [2]int{p, i}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	next := make([]int, producers)
+	buf := make([][2]int, 1) // one slot freed per Drain
+	for got := 0; got < producers*each; {
+		if r.Drain(buf) == 0 {
+			if err := r.Wait(ctx); err != nil {
+				t.Fatalf("after %d values: %v (a parked producer was never woken)", got, err)
+			}
+			continue
+		}
+		p, i := buf[0][0], buf[0][1]
+		if i != next[p] {
+			t.Fatalf("producer %d: got %d, want %d", p, i, next[p])
+		}
+		next[p]++
+		got++
+	}
+	for p := 0; p < producers; p++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("Push: %v", err)
+		}
+	}
+	if n := r.gate.waiting.Load(); n != 0 {
+		t.Fatalf("%d producers still counted as waiting", n)
 	}
 }
 
