@@ -22,7 +22,7 @@ PROTO_PKG := github.com/courier-go/courier/$(PROTO_DIR)
 # unmarshal; pooling is enabled for the messages a decoder reuses per frame.
 VTPROTO_OPTS := features=marshal+unmarshal+unmarshal_unsafe+size+equal+clone+pool,pool=$(PROTO_PKG).Batch,pool=$(PROTO_PKG).Envelope,pool=$(PROTO_PKG).Header
 
-.PHONY: help test bench fuzz proto check-proto lint cover demo compare examples
+.PHONY: help test bench bench-ring fuzz proto check-proto lint cover demo compare examples
 
 help:
 	@echo "make demo         the loopback benchmark: two nodes in two processes"
@@ -30,6 +30,7 @@ help:
 	@echo "make test         gofmt check, go vet, go test -race ./..."
 	@echo "make examples     build and run every program in examples/, each bounded in time"
 	@echo "make bench        every benchmark for BENCHTIME=$(BENCHTIME)"
+	@echo "make bench-ring   the ring against a buffered channel, compared by benchstat"
 	@echo "make fuzz         every fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make proto        regenerate proto/ code"
 	@echo "make check-proto  regenerate, then fail if anything changed"
@@ -63,6 +64,16 @@ compare:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) ./...
+
+# The ring against a buffered channel, in one run, compared by benchstat.
+# Each sample moves RING_BENCHTIME values: long samples average over a shared
+# machine's fast and slow spells, which short ones fall into whole.
+RING_BENCHTIME ?= 30000000x
+BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+bench-ring:
+	@set -e; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
+	$(GO) test -run '^$$' -bench MPSC -count 5 -benchtime=$(RING_BENCHTIME) -benchmem ./ring | tee "$$out"; \
+	$(GO) run $(BENCHSTAT) -col /impl "$$out"
 
 # Each fuzz target runs on its own: go test accepts one -fuzz pattern per
 # package and run.

@@ -13,6 +13,8 @@ const benchCapacity = 1024
 // a Ring and, as the reference in the same run, through a buffered channel
 // of the same capacity. Producers block while the queue is full (Push and a
 // channel send), so both sides do the same work. ns/op is per value.
+// `make bench-ring` runs it with long samples and compares the two with
+// benchstat.
 func BenchmarkMPSC(b *testing.B) {
 	for _, producers := range []int{1, 4, 16, 64} {
 		b.Run(fmt.Sprintf("impl=ring/producers=%d", producers), func(b *testing.B) {
