@@ -176,19 +176,12 @@ func (r *Ring[T]) Push(ctx context.Context, v T) error {
 		}
 		select {
 		case <-r.gate.turn:
-			r.gate.waiting.Add(-1)
 		case <-r.gate.closed:
-			r.gate.waiting.Add(-1)
 		case <-ctx.Done():
 			r.gate.waiting.Add(-1)
 			return ctx.Err()
 		}
-		if err := r.TryPush(v); err != ErrFull {
-			if err == nil {
-				r.passTurn()
-			}
-			return err
-		}
+		r.gate.waiting.Add(-1) // woken: count in again and retry
 	}
 }
 
