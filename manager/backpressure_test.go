@@ -40,6 +40,7 @@ func stalled(t *testing.T, capacity int, opts ...Option) (a, b *Manager, h *gate
 }
 
 func TestOverflowDropNewest(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var dead []DeadLetter
 	a, b, _, release := stalled(t, 64, WithDeadLetterHandler(func(d DeadLetter) {
@@ -69,6 +70,7 @@ func TestOverflowDropNewest(t *testing.T) {
 }
 
 func TestOverflowFail(t *testing.T) {
+	t.Parallel()
 	a, b, _, release := stalled(t, 64, WithOverflowPolicy(Fail))
 	before, _ := a.Stats(b.Addr())
 	err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "refused"})
@@ -87,6 +89,7 @@ func TestOverflowFail(t *testing.T) {
 }
 
 func TestOverflowBlock(t *testing.T) {
+	t.Parallel()
 	a, b, h, release := stalled(t, 64, WithOverflowPolicy(Block))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -120,6 +123,7 @@ func TestOverflowBlock(t *testing.T) {
 }
 
 func TestThrottledEventHysteresis(t *testing.T) {
+	t.Parallel()
 	h := newGated()
 	a := newNode(t, newCollector(), WithUserQueue(64), WithThrottleWatermarks(0.75, 0.25), WithOverflowPolicy(Fail))
 	log := watch(a)
@@ -156,6 +160,7 @@ func TestThrottledEventHysteresis(t *testing.T) {
 }
 
 func TestSendRefusals(t *testing.T) {
+	t.Parallel()
 	a := newNode(t, newCollector(), WithMaxFrameBytes(64<<10))
 	b := newNode(t, newCollector())
 	cases := []struct {

@@ -75,6 +75,7 @@ func (p *rawPeer) end(t *testing.T) codes.Code {
 }
 
 func TestRefusesWrongProtocolVersion(t *testing.T) {
+	t.Parallel()
 	node := newNode(t, newCollector())
 	log := watch(node)
 	p := dialRaw(t, node.Addr())
@@ -94,6 +95,7 @@ func TestRefusesWrongProtocolVersion(t *testing.T) {
 }
 
 func TestRefusesInvalidHello(t *testing.T) {
+	t.Parallel()
 	node := newNode(t, newCollector())
 	for name, mutate := range map[string]func(*courierv1.Hello){
 		"no system id":   func(h *courierv1.Hello) { h.SystemId = "" },
@@ -111,6 +113,7 @@ func TestRefusesInvalidHello(t *testing.T) {
 }
 
 func TestHandshakeTimeout(t *testing.T) {
+	t.Parallel()
 	node := newNode(t, newCollector(), WithHandshakeTimeout(100*time.Millisecond))
 	log := watch(node)
 	p := dialRaw(t, node.Addr())
@@ -131,6 +134,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // frame closes that stream with a status and an event carrying the typed
 // error, and the node goes on serving other peers.
 func TestBadFramesCloseTheStream(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	node := newNode(t, recv)
 	log := watch(node)
@@ -220,6 +224,7 @@ func (s *refusingServer) Connect(stream transportv1.Transport_ConnectServer) err
 // refusal as an event and a terminated endpoint, dead-letters what it
 // queued, and does not retry in a loop.
 func TestDialerSurfacesRefusal(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		reason courierv1.RefuseReason
 		err    error

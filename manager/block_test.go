@@ -16,6 +16,7 @@ import (
 // handshake; the dialer's endpoint fails with reason "blocked", both sides
 // report the refusal, and the dialer does not retry in a tight loop.
 func TestBlockAtHandshake(t *testing.T) {
+	t.Parallel()
 	a := newNode(t, newCollector(), WithSystemID("alpha"))
 	var refusals atomic.Int32
 	b := newNode(t, newCollector(), WithSystemID("beta"), WithBlockList("alpha"))
@@ -62,6 +63,7 @@ func TestBlockAtHandshake(t *testing.T) {
 // its watchers are told Terminated. After Unblock, a restarted peer (a new
 // incarnation) is accepted.
 func TestBlockLive(t *testing.T) {
+	t.Parallel()
 	a, b := newFaultPair(t)
 	stop := traffic(a, b)
 	defer stop()

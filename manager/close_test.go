@@ -17,6 +17,7 @@ import (
 // left behind (goleak), and every envelope is accounted for: delivered,
 // dead-lettered, or refused at Send.
 func TestCloseWhileSending(t *testing.T) {
+	t.Parallel()
 	var delivered atomic.Int64
 	b := newNode(t, HandlerFunc(func(Peer, *Envelope) { delivered.Add(1) }))
 	var dead atomic.Int64
@@ -89,6 +90,7 @@ func TestCloseWhileSending(t *testing.T) {
 }
 
 func TestCloseFlushesQueued(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	b := newNode(t, recv)
 	a, err := New(WithHandler(newCollector()), WithOverflowPolicy(Block))
@@ -116,6 +118,7 @@ func TestCloseFlushesQueued(t *testing.T) {
 // delivery acknowledges it in its goodbye, so the sender counts it acked
 // instead of dead-lettering it at its own Close.
 func TestCloseAcknowledgesDelivered(t *testing.T) {
+	t.Parallel()
 	for i := range 5 {
 		recv := newCollector()
 		a := newNode(t, newCollector())

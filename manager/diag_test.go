@@ -167,6 +167,7 @@ var testProcs = []ProcessInfo{
 
 // TestDiagListProcesses lists a peer's processes, all of them and by name.
 func TestDiagListProcesses(t *testing.T) {
+	t.Parallel()
 	server := newNode(t, newCollector(), WithProcessRegistry(fakeRegistry(testProcs...)))
 	caller := newCaller(t)
 	ctx := testCtx(t)
@@ -191,6 +192,7 @@ func TestDiagListProcesses(t *testing.T) {
 // TestDiagProcessDiagnostics reads a process's diagnostics, and asks for
 // one that does not exist.
 func TestDiagProcessDiagnostics(t *testing.T) {
+	t.Parallel()
 	server := newNode(t, newCollector(), WithProcessRegistry(fakeRegistry(testProcs...)))
 	caller := newCaller(t)
 	ctx := testCtx(t)
@@ -213,6 +215,7 @@ func TestDiagProcessDiagnostics(t *testing.T) {
 // TestSpawn spawns processes, named and not, and checks that each failure
 // of the spawner reaches the caller as its sentinel.
 func TestSpawn(t *testing.T) {
+	t.Parallel()
 	sp := &fakeSpawner{}
 	server := newNode(t, newCollector(), WithSpawner(sp))
 	caller := newCaller(t)
@@ -269,6 +272,7 @@ func TestSpawn(t *testing.T) {
 // the server answers at the request's timeout by itself, and can close
 // while the spawner still blocks.
 func TestSpawnTimeout(t *testing.T) {
+	t.Parallel()
 	b := newBlocker()
 	server := newNode(t, newCollector(), WithSpawner(spawnFunc(func(context.Context, string, string) (string, error) {
 		b.block() // ignores ctx
@@ -323,6 +327,7 @@ func TestSpawnTimeout(t *testing.T) {
 // TestDiagRegistryIgnoresDeadline: a registry that blocks, ignoring its
 // context, holds neither the caller nor the server past the deadline.
 func TestDiagRegistryIgnoresDeadline(t *testing.T) {
+	t.Parallel()
 	b := newBlocker()
 	server := newNode(t, newCollector(), WithProcessRegistry(registryFuncs{
 		list: func(context.Context, string) ([]ProcessInfo, error) { b.block(); return nil, nil },
@@ -347,6 +352,7 @@ func TestDiagRegistryIgnoresDeadline(t *testing.T) {
 // ErrPeerFailed, without the panic's text; the node goes on serving calls
 // and streams.
 func TestSpawnPanic(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	sp := &fakeSpawner{}
 	server := newNode(t, recv,
@@ -391,6 +397,7 @@ func TestSpawnPanic(t *testing.T) {
 // Unimplemented, which the caller sees as ErrNotSupported; so does a
 // client-only address, without a call.
 func TestDiagNotSupported(t *testing.T) {
+	t.Parallel()
 	bare := newNode(t, newCollector())
 	spawnOnly := newNode(t, newCollector(), WithSpawner(&fakeSpawner{}))
 	caller := newCaller(t)
@@ -417,6 +424,7 @@ func TestDiagNotSupported(t *testing.T) {
 // is asked, with ErrBlocked, not with the spawner's own refusal; Unblock
 // lets it in again. A request without a caller is refused as invalid.
 func TestDiagBlockedCaller(t *testing.T) {
+	t.Parallel()
 	sp := &fakeSpawner{}
 	server := newNode(t, newCollector(), WithBlockList("intruder"),
 		WithSpawner(sp), WithProcessRegistry(fakeRegistry(testProcs...)))
@@ -475,6 +483,7 @@ func TestDiagBlockedCaller(t *testing.T) {
 // is ErrUnauthorized, and the embedder is not asked. Streams still pass
 // the same authoriser.
 func TestDiagAuthorizer(t *testing.T) {
+	t.Parallel()
 	type seen struct {
 		creds  PeerCredentials
 		method string
@@ -559,6 +568,7 @@ func TestDiagAuthorizer(t *testing.T) {
 // mutual-TLS server's authoriser sees the caller's certificate, and a
 // caller without TLS does not get through.
 func TestDiagOverTLS(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "test CA")
 	server := newNode(t, newCollector(),
 		WithServerTLS(&tls.Config{
@@ -599,6 +609,7 @@ func TestDiagOverTLS(t *testing.T) {
 // diagnostics to MaxDiagnosticsBytes and valid UTF-8, an error's text to
 // MaxCallStringBytes; the caller is told with ErrTruncated.
 func TestDiagBoundedAnswers(t *testing.T) {
+	t.Parallel()
 	many := make([]ProcessInfo, 1500)
 	for i := range many {
 		many[i] = ProcessInfo{ID: fmt.Sprintf("p/%d", i), Name: fmt.Sprintf("n%d", i), Kind: "worker"}

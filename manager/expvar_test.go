@@ -10,6 +10,7 @@ import (
 )
 
 func TestPublishExpvar(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	a := newNode(t, newCollector())
 	b := newNode(t, recv)

@@ -64,6 +64,7 @@ func eventually(t *testing.T, what string, d time.Duration, f func() error) {
 // TestMaxInboundConnections: a connection beyond the limit is closed at
 // once, with an event; when a connection closes, its slot is free again.
 func TestMaxInboundConnections(t *testing.T) {
+	t.Parallel()
 	node := newNode(t, newCollector(), WithMaxInboundConnections(2))
 	log := watch(node)
 	p1, err := tryRaw(t, node.Addr(), helloFrom("one", 1))
@@ -93,6 +94,7 @@ func TestMaxInboundConnections(t *testing.T) {
 // reason "unavailable", whichever connection it uses; other systems are
 // not; a stream that ends frees its slot.
 func TestMaxStreamsPerPeer(t *testing.T) {
+	t.Parallel()
 	node := newNode(t, newCollector(), WithMaxStreamsPerPeer(2))
 	log := watch(node)
 	p1, err := tryRaw(t, node.Addr(), helloFrom("greedy", 1))
@@ -124,6 +126,7 @@ func TestMaxStreamsPerPeer(t *testing.T) {
 // TestIdleTimeout: a peer that sends nothing after its handshake loses the
 // stream after the idle timeout, with a status and an event.
 func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
 	const idle = time.Second
 	node := newNode(t, newCollector(), WithHeartbeatInterval(100*time.Millisecond), WithIdleTimeout(idle))
 	log := watch(node)
@@ -168,6 +171,7 @@ func (p *rawPeer) beat(t *testing.T) {
 // peer counts as idle only when none of its streams has received anything
 // for the idle timeout, and a peer that keeps sending heartbeats stays.
 func TestIdleWatchdog(t *testing.T) {
+	t.Parallel()
 	node := newNode(t, newCollector()) // the default idle timeout, far off in real time
 	idle := node.o.idleTimeout
 	log := watch(node)
@@ -214,6 +218,7 @@ func TestIdleWatchdog(t *testing.T) {
 // node's own slow handler is not idle, however long the handler takes. The
 // watchdog runs on a clock of its own.
 func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	entered, release := make(chan struct{}), make(chan struct{})
 	node := newNode(t, HandlerFunc(func(p Peer, env *Envelope) {
@@ -261,6 +266,7 @@ func TestIdleTimeoutSparesSlowHandler(t *testing.T) {
 // watchdog runs on a clock of its own, and looks again only once a has had
 // a heartbeat answered, that is once b has received one.
 func TestIdleTimeoutSparesQuietPeers(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	b := newNode(t, recv)
 	idle := b.o.idleTimeout
@@ -298,6 +304,7 @@ func TestIdleTimeoutSparesQuietPeers(t *testing.T) {
 // dead-lettered, its watchers are told Terminated, the address is
 // forgotten, and the same incarnation is refused from then on.
 func TestClientGoneAfterIdle(t *testing.T) {
+	t.Parallel()
 	const idle = time.Second
 	srvRecv := newCollector()
 	dead := make(chan DeadLetter, 16)
@@ -365,6 +372,7 @@ func TestClientGoneAfterIdle(t *testing.T) {
 // TestNodeFrameLimits: the node's own frame and dictionary limits hold
 // against a peer that proposes larger ones.
 func TestNodeFrameLimits(t *testing.T) {
+	t.Parallel()
 	node := newNode(t, newCollector(), WithMaxFrameBytes(4096), WithDictionaryLimits(16, 1024))
 	log := watch(node)
 	big := &courierv1.Batch{Position: 1, NewStrings: [][]byte{[]byte("t")},
@@ -403,6 +411,7 @@ func TestNodeFrameLimits(t *testing.T) {
 
 // TestLimitOptionsValidated: New reports each bad limit.
 func TestLimitOptionsValidated(t *testing.T) {
+	t.Parallel()
 	_, err := New(WithHandler(newCollector()), WithMaxInboundConnections(0), WithMaxStreamsPerPeer(1),
 		WithHeartbeatInterval(time.Second), WithIdleTimeout(time.Second))
 	if !errors.Is(err, ErrInvalidOption) {

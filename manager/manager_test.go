@@ -69,6 +69,7 @@ func newNode(t *testing.T, h Handler, opts ...Option) *Manager {
 }
 
 func TestTwoNodesInOrder(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	a := newNode(t, newCollector(), WithSystemID("a"), WithOverflowPolicy(Block))
 	b := newNode(t, recv, WithSystemID("b"))
@@ -177,6 +178,7 @@ func checkBalanced(t *testing.T, s EndpointStats) {
 }
 
 func TestSystemLaneInOrder(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	a := newNode(t, newCollector())
 	b := newNode(t, recv)
@@ -196,6 +198,7 @@ func TestSystemLaneInOrder(t *testing.T) {
 }
 
 func TestManyConcurrentSenders(t *testing.T) {
+	t.Parallel()
 	recv := newCollector()
 	a := newNode(t, newCollector(), WithOverflowPolicy(Block))
 	b := newNode(t, recv)
@@ -230,6 +233,7 @@ func TestManyConcurrentSenders(t *testing.T) {
 }
 
 func TestBothDirectionsAtOnce(t *testing.T) {
+	t.Parallel()
 	ra, rb := newCollector(), newCollector()
 	a := newNode(t, ra, WithOverflowPolicy(Block))
 	b := newNode(t, rb, WithOverflowPolicy(Block))
@@ -263,6 +267,7 @@ func TestBothDirectionsAtOnce(t *testing.T) {
 // TestClientOnlyNode: a node without a listener sends to a server, and the
 // server answers over the streams the client opened.
 func TestClientOnlyNode(t *testing.T) {
+	t.Parallel()
 	srvRecv := newCollector()
 	var server *Manager
 	server = newNode(t, HandlerFunc(func(p Peer, env *Envelope) {

@@ -41,6 +41,7 @@ func (h *gatedHandler) Deliver(p Peer, env *Envelope) {
 // stalled. If they waited for the user lane, the test would fail: the gate
 // opens only after they arrive, or after the deadline.
 func TestSystemLaneOvertakesStalledUserLane(t *testing.T) {
+	t.Parallel()
 	h := newGated()
 	var dead atomic.Int64
 	a := newNode(t, newCollector(), WithUserQueue(256), WithDeadLetterHandler(func(DeadLetter) { dead.Add(1) }))

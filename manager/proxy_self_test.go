@@ -117,6 +117,7 @@ func waitConns(t *testing.T, p *faultProxy, want int) {
 }
 
 func TestInjectingProxy(t *testing.T) {
+	t.Parallel()
 	setup := func(t *testing.T) *faultProxy {
 		return newFaultProxy(t, startEchoServer(t))
 	}

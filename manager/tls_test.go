@@ -81,6 +81,7 @@ func (ca *testCA) issue(t *testing.T, name string) tls.Certificate {
 // client's certificate name and a token, and dials it with good and bad
 // clients.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "test CA")
 	other := newTestCA(t, "other CA")
 	serverCfg := &tls.Config{
