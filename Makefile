@@ -67,12 +67,19 @@ bench:
 
 # The ring against a buffered channel, in one run, compared by benchstat.
 # Each sample moves RING_BENCHTIME values: long samples average over a shared
-# machine's fast and slow spells, which short ones fall into whole.
+# machine's fast and slow spells, which short ones fall into whole. The
+# RING_COUNT samples are interleaved (ring, chan, ring, chan, ...), not taken
+# five in a row per side, so that a slow spell lasting minutes weighs on both
+# sides alike.
 RING_BENCHTIME ?= 30000000x
+RING_COUNT ?= 5
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 bench-ring:
-	@set -e; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
-	$(GO) test -run '^$$' -bench MPSC -count 5 -benchtime=$(RING_BENCHTIME) -benchmem ./ring | tee "$$out"; \
+	@set -e; out=$$(mktemp); trap 'rm -f "$$out" "$$out.test"' EXIT; \
+	$(GO) test -c -o "$$out.test" ./ring; \
+	for i in $$(seq $(RING_COUNT)); do \
+		"$$out.test" -test.run '^$$' -test.bench MPSC -test.count 1 -test.benchtime=$(RING_BENCHTIME) -test.benchmem | tee -a "$$out"; \
+	done; \
 	$(GO) run $(BENCHSTAT) -col /impl "$$out"
 
 # Each fuzz target runs on its own: go test accepts one -fuzz pattern per
