@@ -435,6 +435,9 @@ func (ep *endpoint) connection(client transportv1.TransportClient, again bool) (
 		}()
 	}
 	err = ep.watch(streams)
+	if errors.Is(err, reader.ErrGoodbye) {
+		ep.awaitGoodbyes(&wg)
+	}
 	cancel()
 	wg.Wait()
 	return true, err
@@ -472,6 +475,27 @@ func (ep *endpoint) watch(streams [2]transportv1.Transport_ConnectClient) error 
 			}
 			return ep.ctx.Err()
 		}
+	}
+}
+
+// awaitGoodbyes lets the receive loops of a peer that said goodbye on one
+// lane read up to the end of the others before their streams are cancelled.
+// A closing peer says goodbye on every lane, each after the lane's last ack:
+// cancelling at the first goodbye could drop the other lanes' last acks, and
+// what they acknowledged would be dead-lettered as undelivered. The wait is
+// bounded by the handshake timeout and by the endpoint's end.
+func (ep *endpoint) awaitGoodbyes(wg *sync.WaitGroup) {
+	ended := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(ended)
+	}()
+	t := time.NewTimer(ep.m.o.handshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-ended:
+	case <-t.C:
+	case <-ep.ctx.Done():
 	}
 }
 
