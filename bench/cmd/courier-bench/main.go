@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ type config struct {
 	fanInNodes     int
 	jsonPath       string
 	chartPath      string
+	cpuProfile     string
 
 	peer      bool
 	peerNodes int
@@ -74,6 +76,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.fanInNodes, "fan-in-nodes", 16, "sending nodes in the fan-in scenario")
 	fs.StringVar(&c.jsonPath, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&c.chartPath, "chart", "", "write an SVG chart of the results to this file")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to this file, and one of each peer process to this file with .peerN appended")
 	fs.BoolVar(&c.peer, "peer", false, "run as the peer process (internal)")
 	fs.IntVar(&c.peerNodes, "peer-nodes", 1, "nodes in the peer process (internal)")
 	fs.DurationVar(&c.peerSlow, "peer-slow", 0, "user handler delay in the peer process (internal)")
@@ -152,14 +155,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "courier-bench:", err)
 		os.Exit(2)
 	}
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "courier-bench:", err)
+		os.Exit(2)
+	}
 	if cfg.peer {
-		if err := runPeer(cfg); err != nil {
+		err := runPeer(cfg)
+		stopProfile()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "courier-bench peer:", err)
 			os.Exit(1)
 		}
 		return
 	}
 	results, err := run(cfg, newProgress(os.Stderr))
+	stopProfile()
 	printTable(os.Stdout, results)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "courier-bench:", err)
@@ -177,4 +188,26 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// startCPUProfile profiles the process into path until the returned func is
+// called. An empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "courier-bench: cpu profile:", err)
+		}
+	}, nil
 }

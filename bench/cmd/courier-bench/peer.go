@@ -144,6 +144,9 @@ type child struct {
 	addrs []string
 }
 
+// peerProfiles numbers the peer processes' CPU profiles.
+var peerProfiles int
+
 // startChild starts a peer process with n nodes whose user handlers take
 // slow per envelope.
 func startChild(cfg *config, n int, slow time.Duration) (*child, error) {
@@ -152,6 +155,10 @@ func startChild(cfg *config, n int, slow time.Duration) (*child, error) {
 		return nil, err
 	}
 	args := append([]string{"-peer", fmt.Sprintf("-peer-nodes=%d", n), fmt.Sprintf("-peer-slow=%v", slow)}, cfg.optionFlags()...)
+	if cfg.cpuProfile != "" {
+		peerProfiles++
+		args = append(args, fmt.Sprintf("-cpuprofile=%s.peer%d", cfg.cpuProfile, peerProfiles))
+	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
