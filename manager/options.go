@@ -62,6 +62,9 @@ const (
 	DefaultHeartbeat        = time.Second
 	DefaultHeartbeatTimeout = 5 * time.Second
 	DefaultSystemTimeout    = 10 * time.Second
+	DefaultStreamWindow     = 1 << 20
+	DefaultConnWindow       = 4 << 20
+	DefaultSocketBuffer     = 64 << 10
 )
 
 // Option configures a Manager in New.
@@ -129,10 +132,10 @@ func defaults() options {
 		idleTimeout:       DefaultIdleTimeout,
 		systemTimeout:     DefaultSystemTimeout,
 		reconnect:         DefaultBackoff(),
-		streamWindow:      1 << 20,
-		connWindow:        4 << 20,
-		readBuffer:        64 << 10,
-		writeBuffer:       64 << 10,
+		streamWindow:      DefaultStreamWindow,
+		connWindow:        DefaultConnWindow,
+		readBuffer:        DefaultSocketBuffer,
+		writeBuffer:       DefaultSocketBuffer,
 	}
 }
 

@@ -24,8 +24,11 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -46,11 +49,16 @@ type config struct {
 	compression    int
 	overflow       string
 	maxFrameBytes  int
+	streamWindow   int
+	connWindow     int
+	readBuffer     int
+	writeBuffer    int
 	fanOutPeers    int
 	fanInNodes     int
 	jsonPath       string
 	chartPath      string
 	cpuProfile     string
+	tracePath      string
 
 	peer      bool
 	peerNodes int
@@ -72,11 +80,14 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.compression, "compression", 0, "WithCompression: compress frames from this many bytes; 0 is off")
 	fs.StringVar(&c.overflow, "overflow-policy", "block", "WithOverflowPolicy for throughput runs: drop-newest, block or fail")
 	fs.IntVar(&c.maxFrameBytes, "max-frame-bytes", 4<<20, "WithMaxFrameBytes")
+	windows := fs.String("flow-control-windows", fmt.Sprintf("%d,%d", manager.DefaultStreamWindow, manager.DefaultConnWindow), "WithFlowControlWindows: stream and connection windows in bytes, comma-separated; 0,0 is gRPC's dynamic windows")
+	buffers := fs.String("socket-buffers", fmt.Sprintf("%d,%d", manager.DefaultSocketBuffer, manager.DefaultSocketBuffer), "WithSocketBuffers: gRPC's read and write buffer sizes in bytes, comma-separated")
 	fs.IntVar(&c.fanOutPeers, "fan-out-peers", 64, "peers in the fan-out scenario")
 	fs.IntVar(&c.fanInNodes, "fan-in-nodes", 16, "sending nodes in the fan-in scenario")
 	fs.StringVar(&c.jsonPath, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&c.chartPath, "chart", "", "write an SVG chart of the results to this file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to this file, and one of each peer process to this file with .peerN appended")
+	fs.StringVar(&c.tracePath, "trace", "", "write an execution trace of this process to this file, and one of each peer process to this file with .peerN appended")
 	fs.BoolVar(&c.peer, "peer", false, "run as the peer process (internal)")
 	fs.IntVar(&c.peerNodes, "peer-nodes", 1, "nodes in the peer process (internal)")
 	fs.DurationVar(&c.peerSlow, "peer-slow", 0, "user handler delay in the peer process (internal)")
@@ -90,6 +101,12 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.senders, err = ints(*senders); err != nil {
 		return nil, fmt.Errorf("-senders: %w", err)
+	}
+	if c.streamWindow, c.connWindow, err = pair(*windows); err != nil {
+		return nil, fmt.Errorf("-flow-control-windows: %w", err)
+	}
+	if c.readBuffer, c.writeBuffer, err = pair(*buffers); err != nil {
+		return nil, fmt.Errorf("-socket-buffers: %w", err)
 	}
 	for _, s := range c.scenarios {
 		switch s {
@@ -120,6 +137,17 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
+// pair parses two comma-separated non-negative numbers.
+func pair(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, ",")
+	x, err1 := strconv.Atoi(strings.TrimSpace(a))
+	y, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || x < 0 || y < 0 || x > math.MaxInt32 || y > math.MaxInt32 {
+		return 0, 0, fmt.Errorf("%q is not two comma-separated numbers", s)
+	}
+	return x, y, nil
+}
+
 // options are the manager options every node of the run uses.
 func (c *config) options() []manager.Option {
 	opts := []manager.Option{
@@ -129,6 +157,8 @@ func (c *config) options() []manager.Option {
 		manager.WithBatchBytes(c.batchBytes),
 		manager.WithLinger(c.linger),
 		manager.WithMaxFrameBytes(c.maxFrameBytes),
+		manager.WithFlowControlWindows(int32(c.streamWindow), int32(c.connWindow)),
+		manager.WithSocketBuffers(c.readBuffer, c.writeBuffer),
 	}
 	if c.compression > 0 {
 		opts = append(opts, manager.WithCompression(c.compression))
@@ -146,6 +176,8 @@ func (c *config) optionFlags() []string {
 		fmt.Sprintf("-linger=%v", c.linger),
 		fmt.Sprintf("-compression=%d", c.compression),
 		fmt.Sprintf("-max-frame-bytes=%d", c.maxFrameBytes),
+		fmt.Sprintf("-flow-control-windows=%d,%d", c.streamWindow, c.connWindow),
+		fmt.Sprintf("-socket-buffers=%d,%d", c.readBuffer, c.writeBuffer),
 	}
 }
 
@@ -155,7 +187,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "courier-bench:", err)
 		os.Exit(2)
 	}
-	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	stopProfile, err := startProfiles(cfg.cpuProfile, cfg.tracePath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "courier-bench:", err)
 		os.Exit(2)
@@ -190,24 +222,44 @@ func main() {
 	}
 }
 
-// startCPUProfile profiles the process into path until the returned func is
-// called. An empty path profiles nothing.
-func startCPUProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "courier-bench: cpu profile:", err)
+// startProfiles profiles the process's CPU into cpuPath and traces its
+// execution into tracePath until the returned func is called. An empty path
+// records nothing.
+func startProfiles(cpuPath, tracePath string) (stop func(), err error) {
+	var files []*os.File
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
 		}
-	}, nil
+		for _, f := range files {
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "courier-bench:", err)
+			}
+		}
+	}
+	start := func(path string, begin func(io.Writer) error, end func()) error {
+		if path == "" {
+			return nil
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+		if err := begin(f); err != nil {
+			return err
+		}
+		stops = append(stops, end)
+		return nil
+	}
+	if err := start(cpuPath, pprof.StartCPUProfile, pprof.StopCPUProfile); err != nil {
+		stop()
+		return nil, err
+	}
+	if err := start(tracePath, trace.Start, trace.Stop); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }

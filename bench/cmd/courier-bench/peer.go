@@ -144,7 +144,7 @@ type child struct {
 	addrs []string
 }
 
-// peerProfiles numbers the peer processes' CPU profiles.
+// peerProfiles numbers the peer processes' CPU profiles and traces.
 var peerProfiles int
 
 // startChild starts a peer process with n nodes whose user handlers take
@@ -155,9 +155,14 @@ func startChild(cfg *config, n int, slow time.Duration) (*child, error) {
 		return nil, err
 	}
 	args := append([]string{"-peer", fmt.Sprintf("-peer-nodes=%d", n), fmt.Sprintf("-peer-slow=%v", slow)}, cfg.optionFlags()...)
-	if cfg.cpuProfile != "" {
+	if cfg.cpuProfile != "" || cfg.tracePath != "" {
 		peerProfiles++
+	}
+	if cfg.cpuProfile != "" {
 		args = append(args, fmt.Sprintf("-cpuprofile=%s.peer%d", cfg.cpuProfile, peerProfiles))
+	}
+	if cfg.tracePath != "" {
+		args = append(args, fmt.Sprintf("-trace=%s.peer%d", cfg.tracePath, peerProfiles))
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
