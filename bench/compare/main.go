@@ -67,6 +67,10 @@ type prober interface {
 	probe(s sender, n int, timeout time.Duration) (map[string][]time.Duration, error)
 }
 
+// byteCounter is a ceiling: one writer, whose sends each move unit bytes
+// and whose receiver counts bytes, not messages.
+type byteCounter interface{ unit() int64 }
+
 var errProbeTimeout = errors.New("probe timed out")
 
 // probeTimeout bounds each control probe.
@@ -208,7 +212,7 @@ func throughput(name string, payload, senders int, d time.Duration) (sample, err
 	defer snd.close()
 	msg := make([]byte, payload)
 	unit := int64(1)
-	if u, ok := impls[name].(interface{ unit() int64 }); ok {
+	if u, ok := impls[name].(byteCounter); ok {
 		// The ceilings: one writer, and their counts are bytes.
 		unit, senders, s.Senders = u.unit(), 1, 1
 	}
@@ -472,7 +476,7 @@ func printTable(w io.Writer, samples []sample) {
 			ratio = fmt.Sprintf("%.2f", cr/mb)
 		}
 		rateCol, spread := fmt.Sprintf("%.0f", m), fmt.Sprintf("%.0f–%.0f", lo, hi)
-		if _, ok := impls[k.impl].(interface{ unit() int64 }); ok {
+		if _, ok := impls[k.impl].(byteCounter); ok {
 			rateCol, spread = "", ""
 		}
 		fmt.Fprintf(tw, "%d B\t%s\t%s\t%s\t%.1f\t%s\t%.0f\t%.2f\t%.0f\t\n", k.payload, k.impl, rateCol, spread, mb/1e6, ratio, c, a, by)
