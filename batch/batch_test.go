@@ -555,11 +555,81 @@ func TestSteadyStateAllocations(t *testing.T) {
 		if err != nil || len(d.Envelopes) != len(envs) {
 			t.Fatalf("decoded %d: %v", len(d.Envelopes), err)
 		}
+		// The same frame in three segments, cut inside envelopes.
+		third := len(buf.B) / 3
+		segs := [][]byte{buf.B[:third], buf.B[third : 2*third], buf.B[2*third:]}
+		if d, err = dec.DecodeSegments(segs); err != nil || len(d.Envelopes) != len(envs) {
+			t.Fatalf("decoded %d in segments: %v", len(d.Envelopes), err)
+		}
+		dec.Release()
 		buf.Release()
 	}
 	run() // warm the dictionary and the pools
 	if allocs := testing.AllocsPerRun(100, run); allocs != 0 {
 		t.Fatalf("%v allocations per frame of %d envelopes, want 0", allocs, len(envs))
+	}
+}
+
+// TestDecodeSegments: a frame cut into segments anywhere, as gRPC hands over
+// a message that arrived in several DATA frames, decodes to what the whole
+// frame does, for batches, compressed batches and control frames alike.
+func TestDecodeSegments(t *testing.T) {
+	var frames [][]byte
+	for _, cfg := range []EncoderConfig{{SelfContained: true}, {SelfContained: true, Compress: true, CompressThreshold: 64}} {
+		enc, _ := newPair(t, cfg, DecoderConfig{})
+		for _, f := range encodeAll(t, enc, sampleEnvelopes()) {
+			frames = append(frames, bytes.Clone(f.B))
+			f.Release()
+		}
+	}
+	ack, err := EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: 1 << 40}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames = append(frames, bytes.Clone(ack.B))
+	ack.Release()
+
+	// cuts lists ways to cut a frame of n bytes: in two at every offset,
+	// and into pieces of a few fixed sizes with an empty segment between.
+	cuts := func(b []byte) [][][]byte {
+		var out [][][]byte
+		for i := range len(b) + 1 {
+			out = append(out, [][]byte{b[:i:i], b[i:]})
+		}
+		for _, size := range []int{1, 3, 16, 100} {
+			var segs [][]byte
+			for rest := b; len(rest) > 0; {
+				n := min(size, len(rest))
+				segs = append(segs, rest[:n:n], nil)
+				rest = rest[n:]
+			}
+			out = append(out, segs)
+		}
+		return out
+	}
+	for fi, frame := range frames {
+		whole, _ := NewDecoder(DecoderConfig{})
+		want, err := whole.Decode(frame)
+		if err != nil {
+			t.Fatalf("frame %d: %v", fi, err)
+		}
+		for _, segs := range cuts(frame) {
+			dec, _ := NewDecoder(DecoderConfig{})
+			got, err := dec.DecodeSegments(segs)
+			if err != nil {
+				t.Fatalf("frame %d in %d segments: %v", fi, len(segs), err)
+			}
+			if got.Kind != want.Kind || got.Position != want.Position || got.AckRequested != want.AckRequested ||
+				!want.Control.EqualVT(got.Control) {
+				t.Fatalf("frame %d in %d segments: got %+v, want %+v", fi, len(segs), got, want)
+			}
+			checkSame(t, got.Envelopes, want.Envelopes, LaneUser)
+			if fp, bound := dec.Footprint(), MaxFootprint(dec.Limits()); fp > bound {
+				t.Fatalf("decoder holds %d bytes, bound %d", fp, bound)
+			}
+			dec.Close()
+		}
+		whole.Close()
 	}
 }
 

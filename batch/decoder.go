@@ -82,6 +82,10 @@ type Decoder struct {
 	envs      []Envelope
 	hdrs      []Header
 	inflated  *Buffer // decompressed body of the last frame
+	stitched  *Buffer // the last frame's fields that straddled segments
+	size      int     // bytes in the frame being decoded
+	window    [maxVarintLen]byte
+	one       [1][]byte // Decode's frame as DecodeSegments' one segment
 }
 
 // NewDecoder returns a Decoder for a new stream, with an empty dictionary.
@@ -96,22 +100,24 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 }
 
 // Footprint returns the bytes of memory the Decoder holds: its envelope and
-// header scratch space, its dictionary and its decompression buffer. It never
-// exceeds MaxFootprint of its limits, whatever it is fed.
+// header scratch space, its dictionary, its decompression buffer and its
+// stitch buffer. It never exceeds MaxFootprint of its limits, whatever it is
+// fed.
 func (d *Decoder) Footprint() int {
 	return cap(d.envs)*int(unsafe.Sizeof(Envelope{})) + cap(d.hdrs)*int(unsafe.Sizeof(Header{})) +
-		cap(d.dict.strs)*int(unsafe.Sizeof("")) + d.dict.bytes + cap(d.inflated.bytes())
+		cap(d.dict.strs)*int(unsafe.Sizeof("")) + d.dict.bytes + cap(d.inflated.bytes()) + cap(d.stitched.bytes())
 }
 
 // MaxFootprint bounds the memory a Decoder with limits l can be made to
 // hold: scratch space for a frame's worth of envelopes and header entries
-// (capacity may round up to twice what is used), the dictionary, and one
-// decompressed frame (pooled buffers round up to a power of two).
+// (capacity may round up to twice what is used), the dictionary, one
+// decompressed frame and one frame's stitched fields (pooled buffers round
+// up to a power of two).
 func MaxFootprint(l Limits) int {
 	return 2*l.MaxBatchEnvelopes*int(unsafe.Sizeof(Envelope{})) +
 		2*(l.MaxFrameBytes/headerBytes)*int(unsafe.Sizeof(Header{})) +
 		2*l.MaxDictionaryEntries*int(unsafe.Sizeof("")) + l.MaxDictionaryBytes +
-		2*l.MaxFrameBytes
+		2*2*l.MaxFrameBytes
 }
 
 // Limits returns the limits the Decoder enforces.
@@ -120,8 +126,7 @@ func (d *Decoder) Limits() Limits { return d.cfg.Limits }
 // Close releases the Decoder's buffers. Envelopes it returned are invalid
 // after.
 func (d *Decoder) Close() {
-	d.inflated.Release()
-	d.inflated = nil
+	d.Release()
 	d.envs = nil
 	d.hdrs = nil
 	d.dict.reset()
@@ -129,24 +134,56 @@ func (d *Decoder) Close() {
 
 // Decode decodes one frame. For a batch it applies the frame's dictionary
 // changes and returns its envelopes, which alias data (and memory of the
-// Decoder's) and are valid until the next call to Decode. An error wraps one
-// of the package's sentinels; after an error the stream's state is
-// undefined and the stream must be closed.
+// Decoder's) and are valid until the next call to Decode, DecodeSegments or
+// Release. An error wraps one of the package's sentinels; after an error the
+// stream's state is undefined and the stream must be closed.
 func (d *Decoder) Decode(data []byte) (Decoded, error) {
+	d.Release()
+	d.one[0] = data
+	return d.decode(d.one[:])
+}
+
+// DecodeSegments decodes the frame that segs make when joined, as Decode
+// does, without joining them: envelopes alias the segments, and only fields
+// that straddle two segments are copied, into memory of the Decoder's. It
+// suits a frame that arrived in pieces, as gRPC receives a message larger
+// than one HTTP/2 DATA frame.
+func (d *Decoder) DecodeSegments(segs [][]byte) (Decoded, error) {
+	d.Release()
+	return d.decode(segs)
+}
+
+// Release gives back the memory that the last frame decoded holds in the
+// Decoder: the envelopes it returned are invalid after. The Decoder stays
+// ready for the next frame.
+func (d *Decoder) Release() {
 	d.inflated.Release()
 	d.inflated = nil
+	d.stitched.Release()
+	d.stitched = nil
+	d.one[0] = nil
+}
+
+func (d *Decoder) decode(segs [][]byte) (Decoded, error) {
 	lim := &d.cfg.Limits
-	if len(data) == 0 {
+	d.size = 0
+	for _, s := range segs {
+		d.size += len(s)
+	}
+	if d.size == 0 {
 		return Decoded{}, fmt.Errorf("%w: empty frame", ErrCorruptFrame)
 	}
-	if len(data) > lim.MaxFrameBytes {
-		return Decoded{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(data), lim.MaxFrameBytes)
+	if d.size > lim.MaxFrameBytes {
+		return Decoded{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, d.size, lim.MaxFrameBytes)
 	}
-	flags, body := data[0], data[1:]
+	c := newCursor(d, segs, d.size)
+	flags := c.head()[0]
+	c.skip(1)
 	if flags&reservedFlags != 0 {
 		return Decoded{}, fmt.Errorf("%w: reserved flags %#x set", ErrCorruptFrame, flags)
 	}
 	if flags&FlagS2 != 0 {
+		body := c.take(c.left)
 		n, err := s2.DecodedLen(body)
 		if err != nil {
 			return Decoded{}, fmt.Errorf("%w: compressed body: %v", ErrCorruptFrame, err)
@@ -159,35 +196,35 @@ func (d *Decoder) Decode(data []byte) (Decoded, error) {
 		if err != nil {
 			return Decoded{}, fmt.Errorf("%w: compressed body: %v", ErrCorruptFrame, err)
 		}
-		body = out
+		d.one[0] = out // the body is read: the segments are done with
+		c = newCursor(d, d.one[:], len(out))
 	}
 
 	// The Frame message: exactly one of its oneof fields, unknown fields
 	// skipped.
+	body := c
 	var kind FrameKind
-	var sub []byte
-	for b := body; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
+	var sub cursor
+	for c.left > 0 {
+		num, typ, n := protowire.ConsumeTag(c.head())
 		if n < 0 {
 			return Decoded{}, corrupt("frame", n)
 		}
-		b = b[n:]
+		c.skip(n)
 		if num >= 1 && num <= 6 {
 			if typ != protowire.BytesType || kind != 0 {
 				return Decoded{}, fmt.Errorf("%w: frame field %d repeated or of wire type %d", ErrCorruptFrame, num, typ)
 			}
-			v, n := protowire.ConsumeBytes(b)
+			l, n := c.length()
 			if n < 0 {
 				return Decoded{}, corrupt("frame", n)
 			}
-			kind, sub, b = FrameKind(num), v, b[n:]
+			kind, sub = FrameKind(num), c.sub(l)
 			continue
 		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
+		if n = c.skipField(num, typ, protowire.DefaultRecursionLimit); n < 0 {
 			return Decoded{}, corrupt("frame", n)
 		}
-		b = b[n:]
 	}
 	switch kind {
 	case 0:
@@ -196,7 +233,7 @@ func (d *Decoder) Decode(data []byte) (Decoded, error) {
 		return d.decodeBatch(sub)
 	}
 	f := new(courierv1.Frame)
-	if err := f.UnmarshalVT(body); err != nil {
+	if err := f.UnmarshalVT(body.take(body.left)); err != nil {
 		return Decoded{}, fmt.Errorf("%w: %s: %v", ErrCorruptFrame, kind, err)
 	}
 	return Decoded{Kind: kind, Control: f}, nil
@@ -211,7 +248,7 @@ const (
 	batchAckReq    = 5
 )
 
-func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
+func (d *Decoder) decodeBatch(c cursor) (Decoded, error) {
 	lim := &d.cfg.Limits
 	// Decoding overwrites the slots it uses; slots the previous frame used
 	// beyond those are cleared at the end, so no reference into an old
@@ -228,12 +265,12 @@ func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
 	}()
 	out := Decoded{Kind: FrameBatch}
 	last := 0 // field number of the last field seen, to enforce their order
-	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+	for c.left > 0 {
+		num, typ, n := consumeTag(c.head())
 		if n < 0 {
 			return Decoded{}, corrupt("batch", n)
 		}
-		b = b[n:]
+		c.skip(n)
 		if num >= batchPosition && num <= batchAckReq {
 			if int(num) < last {
 				return Decoded{}, fmt.Errorf("%w: batch field %d after field %d", ErrCorruptFrame, num, last)
@@ -242,22 +279,22 @@ func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
 		}
 		switch {
 		case num == batchPosition && typ == protowire.VarintType:
-			out.Position, n = consumeVarint(b)
+			out.Position, n = c.varint()
 		case num == batchReset && typ == protowire.VarintType:
 			var v uint64
-			if v, n = consumeVarint(b); n > 0 && v != 0 {
+			if v, n = c.varint(); n > 0 && v != 0 {
 				d.dict.reset()
 			}
 		case num == batchNewString && typ == protowire.BytesType:
 			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n > 0 {
+			if v, n = c.bytes(); n > 0 {
 				if err := d.define(v); err != nil {
 					return Decoded{}, err
 				}
 			}
 		case num == batchEnvelope && typ == protowire.BytesType:
 			var v []byte
-			if v, n = protowire.ConsumeBytes(b); n > 0 {
+			if v, n = c.bytes(); n > 0 {
 				if len(d.envs) >= lim.MaxBatchEnvelopes {
 					return Decoded{}, fmt.Errorf("%w: limit %d", ErrTooManyEnvelopes, lim.MaxBatchEnvelopes)
 				}
@@ -268,17 +305,16 @@ func (d *Decoder) decodeBatch(b []byte) (Decoded, error) {
 			}
 		case num == batchAckReq && typ == protowire.VarintType:
 			var v uint64
-			v, n = consumeVarint(b)
+			v, n = c.varint()
 			out.AckRequested = v != 0
 		case num >= batchPosition && num <= batchAckReq:
 			return Decoded{}, fmt.Errorf("%w: batch field %d of wire type %d", ErrCorruptFrame, num, typ)
 		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			n = c.skipField(num, typ, protowire.DefaultRecursionLimit)
 		}
 		if n < 0 {
 			return Decoded{}, corrupt("batch", n)
 		}
-		b = b[n:]
 	}
 	out.Envelopes = d.envs
 	return out, nil

@@ -82,8 +82,24 @@ func frameStreamSeeds() []seedFile {
 	}
 }
 
+// decodeSegmentsSeeds are the seeds of FuzzDecodeFrame and FuzzFrameStream
+// again, each behind a byte that chooses how their frames are cut.
+func decodeSegmentsSeeds() []seedFile {
+	var seeds []seedFile
+	for i, s := range decodeFrameSeeds() {
+		cut := []byte{0x00, 0x03, 0x06}[i%3] // segments of 0-1, 0-8 and 0-64 bytes
+		data := binary.LittleEndian.AppendUint16([]byte{cut}, uint16(len(s.data)))
+		seeds = append(seeds, seedFile{s.name, append(data, s.data...)})
+	}
+	for _, s := range frameStreamSeeds() {
+		seeds = append(seeds, seedFile{s.name, append([]byte{0x02}, s.data...)})
+	}
+	return seeds
+}
+
 func TestBatchCorpora(t *testing.T) {
 	checkCorpus(t, "FuzzDecodeFrame", decodeFrameSeeds())
 	checkCorpus(t, "FuzzRoundTrip", roundTripSeeds())
 	checkCorpus(t, "FuzzFrameStream", frameStreamSeeds())
+	checkCorpus(t, "FuzzDecodeSegments", decodeSegmentsSeeds())
 }

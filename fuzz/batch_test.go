@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/courier-go/courier/batch"
+	"google.golang.org/protobuf/proto"
 )
 
 // fuzzLimits are small, so that fuzzing reaches every limit quickly.
@@ -284,4 +285,88 @@ func FuzzFrameStream(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzDecodeSegments decodes a frame stream, cut as FuzzFrameStream cuts it,
+// with two Decoders: one gets each frame whole, the other gets it in
+// segments, as gRPC hands over a message that arrived in several HTTP/2 DATA
+// frames. The input's first byte chooses the segment sizes, empty segments
+// included. The two must agree on every frame: the same error, or the same
+// envelopes and control message.
+func FuzzDecodeSegments(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		cut := newCutter(data[0])
+		data = data[1:]
+		whole, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneUser})
+		split, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneUser})
+		for len(data) >= 2 {
+			n := int(binary.LittleEndian.Uint16(data))
+			data = data[2:]
+			n = min(n, len(data))
+			frame := data[:n]
+			data = data[n:]
+			want, werr := whole.Decode(frame)
+			segs := cut.split(frame)
+			got, gerr := split.DecodeSegments(segs)
+			if fp, bound := split.Footprint(), batch.MaxFootprint(fuzzLimits()); fp > bound {
+				t.Fatalf("decoder holds %d bytes, bound %d", fp, bound)
+			}
+			if werr != nil || gerr != nil {
+				if werr == nil || gerr == nil || werr.Error() != gerr.Error() {
+					t.Fatalf("whole: %v\nin %d segments: %v", werr, len(segs), gerr)
+				}
+				return
+			}
+			sameDecoded(t, want, got)
+		}
+	})
+}
+
+// sameDecoded fails t unless two decoded frames carry the same.
+func sameDecoded(t *testing.T, want, got batch.Decoded) {
+	t.Helper()
+	if want.Kind != got.Kind || want.Position != got.Position || want.AckRequested != got.AckRequested {
+		t.Fatalf("got %v at %d (ack %v), want %v at %d (ack %v)",
+			got.Kind, got.Position, got.AckRequested, want.Kind, want.Position, want.AckRequested)
+	}
+	if !proto.Equal(want.Control, got.Control) {
+		t.Fatalf("control message %v, want %v", got.Control, want.Control)
+	}
+	if len(want.Envelopes) != len(got.Envelopes) {
+		t.Fatalf("%d envelopes, want %d", len(got.Envelopes), len(want.Envelopes))
+	}
+	for i := range want.Envelopes {
+		if !got.Envelopes[i].Equal(&want.Envelopes[i]) {
+			t.Fatalf("envelope %d:\n got %+v\nwant %+v", i, got.Envelopes[i], want.Envelopes[i])
+		}
+	}
+}
+
+// cutter splits frames into segments whose sizes follow a pseudo-random
+// sequence, from 0 up to 1<<(seed&7) bytes.
+type cutter struct {
+	state uint32
+	max   uint32
+}
+
+func newCutter(seed byte) *cutter {
+	return &cutter{state: uint32(seed)*2654435761 | 1, max: 1 << (seed & 7)}
+}
+
+// split cuts frame into segments whose capacity ends where they do, so that
+// reading past a segment's end cannot go unnoticed.
+func (c *cutter) split(frame []byte) [][]byte {
+	var segs [][]byte
+	for len(frame) > 0 {
+		c.state ^= c.state << 13
+		c.state ^= c.state >> 17
+		c.state ^= c.state << 5
+		n := min(int(c.state%(c.max+1)), len(frame))
+		segs = append(segs, frame[:n:n])
+		frame = frame[n:]
+	}
+	return segs
 }

@@ -172,10 +172,9 @@ func (r *Receive) Run() error {
 		if err != nil {
 			return err
 		}
-		frame := in.Bytes()
 		r.Counters.Frames.Add(1)
-		r.Counters.BytesIn.Add(uint64(len(frame)))
-		d, err := dec.Decode(frame)
+		r.Counters.BytesIn.Add(uint64(in.Len()))
+		d, err := dec.DecodeSegments(in.Segments())
 		if err != nil {
 			return err
 		}
@@ -208,6 +207,7 @@ func (r *Receive) Run() error {
 		default:
 			return fmt.Errorf("%w: %v frame after the handshake", ErrProtocol, d.Kind)
 		}
+		dec.Release()
 		in.Free()
 	}
 }

@@ -138,7 +138,7 @@ func recvControl(s Stream, kind batch.FrameKind) (*courierv1.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := dec.Decode(in.Bytes())
+	d, err := dec.DecodeSegments(in.Segments())
 	if err != nil {
 		return nil, fmt.Errorf("%w: first frame: %w", ErrHandshake, err)
 	}

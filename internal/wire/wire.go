@@ -23,7 +23,7 @@ func init() { encoding.RegisterCodecV2(Codec{}) }
 
 // Codec passes frames through gRPC untouched. Marshal takes a *batch.Buffer
 // and gives it to gRPC, which returns it to its pool once the transport has
-// written it; Unmarshal takes an *InFrame and keeps a reference to the
+// written it; Unmarshal takes an *InFrame and keeps references to the
 // received bytes until InFrame.Free.
 type Codec struct{}
 
@@ -40,20 +40,22 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(&buf.B, framePool{})}, nil
 }
 
-// Unmarshal makes v, an *InFrame, refer to the received bytes: one
-// contiguous buffer, taken by reference when gRPC received the frame in one
-// piece. A frame received in pieces (HTTP/2 splits a message into 16 KiB
-// DATA frames) is copied into one buffer from batch's pools, which, unlike
-// gRPC's default pool, do not zero a buffer before handing it out: the copy
-// overwrites every byte, and zeroing gRPC's 1 MiB class for each 256 KiB
-// frame cost the receiver more CPU than anything else.
+// Unmarshal makes v, an *InFrame, refer to the received bytes, as gRPC
+// received them: a frame larger than one HTTP/2 DATA frame (16 KiB) comes in
+// pieces, and the InFrame keeps a reference to each rather than copying them
+// into one buffer. batch.Decoder.DecodeSegments decodes the pieces as they
+// are.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	f, ok := v.(*InFrame)
 	if !ok {
 		return fmt.Errorf("wire: cannot unmarshal into %T, want *InFrame", v)
 	}
 	f.Free()
-	f.buf = data.MaterializeToBuffer(framePool{})
+	for _, b := range data {
+		b.Ref()
+		f.bufs = append(f.bufs, b)
+		f.segs = append(f.segs, b.ReadOnlyData())
+	}
 	return nil
 }
 
@@ -65,26 +67,26 @@ func (framePool) Get(n int) *[]byte { return &batch.GetBuffer(n).B }
 
 func (framePool) Put(b *[]byte) { batch.ReleaseBytes(b) }
 
-// InFrame is a received frame. Its bytes stay valid until Free, and until the
-// next RecvMsg into the same InFrame, which frees the previous frame first.
+// InFrame is a received frame, in the pieces gRPC received it in. Its bytes
+// stay valid until Free, and until the next RecvMsg into the same InFrame,
+// which frees the previous frame first.
 type InFrame struct {
-	buf mem.Buffer
+	bufs mem.BufferSlice
+	segs [][]byte
 }
 
-// Bytes returns the frame's bytes.
-func (f *InFrame) Bytes() []byte {
-	if f.buf == nil {
-		return nil
-	}
-	return f.buf.ReadOnlyData()
-}
+// Segments returns the frame's bytes: joined, the segments are the frame.
+func (f *InFrame) Segments() [][]byte { return f.segs }
+
+// Len returns the frame's size in bytes.
+func (f *InFrame) Len() int { return f.bufs.Len() }
 
 // Free releases the frame's bytes. Safe to call more than once.
 func (f *InFrame) Free() {
-	if f.buf != nil {
-		f.buf.Free()
-		f.buf = nil
-	}
+	f.bufs.Free()
+	clear(f.bufs)
+	clear(f.segs)
+	f.bufs, f.segs = f.bufs[:0], f.segs[:0]
 }
 
 // Stream is one Connect stream, from either side: grpc.ClientStream and

@@ -1,0 +1,194 @@
+package batch
+
+import "google.golang.org/protobuf/encoding/protowire"
+
+// maxVarintLen is the longest a varint, and so a tag, can be.
+const maxVarintLen = 10
+
+// Parse error codes, the same as protowire's, so that protowire.ParseError
+// names them.
+const (
+	errTruncated      = -1
+	errReserved       = -4
+	errEndGroup       = -5
+	errRecursionDepth = -6
+)
+
+// A cursor reads one message of a frame that may have arrived in several
+// segments, as gRPC hands over a message that came in several HTTP/2 DATA
+// frames. It gives out each field's bytes as one slice: a field that lies
+// within a segment aliases it, and one that straddles two is copied into the
+// decoder's stitch buffer first. So a frame is never copied whole, only the
+// few fields that cross a segment boundary.
+//
+// A cursor is a value: a copy reads on from the same place without moving
+// the original.
+type cursor struct {
+	segs [][]byte // reading continues at segs[0][off:]
+	off  int
+	left int // unread bytes of the message
+	d    *Decoder
+}
+
+// newCursor returns a cursor over a message of size bytes made of segs.
+func newCursor(d *Decoder, segs [][]byte, size int) cursor {
+	c := cursor{segs: segs, left: size, d: d}
+	c.skip(0) // past empty leading segments
+	return c
+}
+
+// avail returns the unread bytes of the message in the current segment.
+func (c *cursor) avail() []byte {
+	if c.left == 0 {
+		return nil
+	}
+	b := c.segs[0][c.off:]
+	return b[:min(len(b), c.left)]
+}
+
+// head returns the next unread bytes of the message, contiguous, at least
+// maxVarintLen of them or all that are left: enough for any tag or varint.
+func (c *cursor) head() []byte {
+	b := c.avail()
+	if len(b) >= maxVarintLen || len(b) == c.left {
+		return b
+	}
+	return c.gather(c.d.window[:min(maxVarintLen, c.left)])
+}
+
+// gather fills dst with the next len(dst) unread bytes, n <= c.left,
+// without moving the cursor.
+func (c *cursor) gather(dst []byte) []byte {
+	segs, off := c.segs, c.off
+	for w := 0; w < len(dst); segs, off = segs[1:], 0 {
+		w += copy(dst[w:], segs[0][off:])
+	}
+	return dst
+}
+
+// skip moves past the next n unread bytes, n <= c.left.
+func (c *cursor) skip(n int) {
+	c.left -= n
+	c.off += n
+	for c.off >= len(c.segs[0]) && len(c.segs) > 1 {
+		c.off -= len(c.segs[0])
+		c.segs = c.segs[1:]
+	}
+}
+
+// take returns the next n unread bytes, n <= c.left, as one slice, and
+// moves past them.
+func (c *cursor) take(n int) []byte {
+	if b := c.avail(); len(b) >= n {
+		c.skip(n)
+		return b[:n:n]
+	}
+	b := c.gather(c.d.stitch(n))
+	c.skip(n)
+	return b
+}
+
+// varint reads a varint. n < 0 is a parse error code.
+func (c *cursor) varint() (v uint64, n int) {
+	if v, n = consumeVarint(c.head()); n > 0 {
+		c.skip(n)
+	}
+	return v, n
+}
+
+// length reads the length prefix of a field value and checks that the
+// bytes it announces are there. n < 0 is a parse error code.
+func (c *cursor) length() (l, n int) {
+	v, n := c.varint()
+	switch {
+	case n < 0:
+		return 0, n
+	case v > uint64(c.left):
+		return 0, errTruncated
+	}
+	return int(v), n
+}
+
+// bytes reads a length-prefixed field value. n < 0 is a parse error code.
+func (c *cursor) bytes() (v []byte, n int) {
+	l, n := c.length()
+	if n < 0 {
+		return nil, n
+	}
+	return c.take(l), n + l
+}
+
+// sub returns a cursor over the next n unread bytes, n <= c.left, as a
+// message of their own, and moves c past them.
+func (c *cursor) sub(n int) cursor {
+	s := *c
+	s.left = n
+	c.skip(n)
+	return s
+}
+
+// skipField moves past the value of a field the decoder does not know,
+// accepting exactly what protowire.ConsumeFieldValue accepts. n < 0 is a
+// parse error code.
+func (c *cursor) skipField(num protowire.Number, typ protowire.Type, depth int) (n int) {
+	switch typ {
+	case protowire.VarintType:
+		_, n = c.varint()
+		return n
+	case protowire.Fixed32Type, protowire.Fixed64Type:
+		n = 4
+		if typ == protowire.Fixed64Type {
+			n = 8
+		}
+		if c.left < n {
+			return errTruncated
+		}
+		c.skip(n)
+		return n
+	case protowire.BytesType:
+		l, n := c.length()
+		if n < 0 {
+			return n
+		}
+		c.skip(l)
+		return n + l
+	case protowire.StartGroupType:
+		if depth < 0 {
+			return errRecursionDepth
+		}
+		start := c.left
+		for {
+			num2, typ2, n := consumeTag(c.head())
+			if n < 0 {
+				return n
+			}
+			c.skip(n)
+			if typ2 == protowire.EndGroupType {
+				if num2 != num {
+					return errEndGroup
+				}
+				return start - c.left
+			}
+			if n = c.skipField(num2, typ2, depth-1); n < 0 {
+				return n
+			}
+		}
+	case protowire.EndGroupType:
+		return errEndGroup
+	}
+	return errReserved
+}
+
+// stitch returns n bytes of the stitch buffer, where fields that straddle
+// segments are copied. Every byte of a frame is copied at most once, so the
+// buffer, as large as the frame, never runs out, and what it handed out
+// stays put until Release.
+func (d *Decoder) stitch(n int) []byte {
+	if d.stitched == nil {
+		d.stitched = GetBuffer(d.size)
+		d.stitched.B = d.stitched.B[:0]
+	}
+	b := d.stitched.B
+	d.stitched.B = b[:len(b)+n]
+	return b[len(b) : len(b)+n : len(b)+n]
+}
