@@ -2,8 +2,8 @@ package batch
 
 import "google.golang.org/protobuf/encoding/protowire"
 
-// maxVarintLen is the longest a varint, and so a tag, can be.
-const maxVarintLen = 10
+// maxHead is the longest a tag and the varint after it can be together.
+const maxHead = 2 * 10
 
 // Parse error codes, the same as protowire's, so that protowire.ParseError
 // names them.
@@ -47,13 +47,22 @@ func (c *cursor) avail() []byte {
 }
 
 // head returns the next unread bytes of the message, contiguous, at least
-// maxVarintLen of them or all that are left: enough for any tag or varint.
+// maxHead of them or all that are left: enough for a tag and the varint
+// after it. They may be a copy: a value read from them must be taken with
+// take, never sliced from them.
 func (c *cursor) head() []byte {
-	b := c.avail()
-	if len(b) >= maxVarintLen || len(b) == c.left {
+	if b := c.avail(); len(b) >= maxHead || len(b) == c.left {
 		return b
 	}
-	return c.gather(c.d.window[:min(maxVarintLen, c.left)])
+	return c.gatherHead()
+}
+
+// gatherHead copies what head returns near the end of a segment. It is
+// kept out of line so that head, called for every field, inlines.
+//
+//go:noinline
+func (c *cursor) gatherHead() []byte {
+	return c.gather(c.d.window[:min(maxHead, c.left)])
 }
 
 // gather fills dst with the next len(dst) unread bytes, n <= c.left,
@@ -83,39 +92,58 @@ func (c *cursor) take(n int) []byte {
 		c.skip(n)
 		return b[:n:n]
 	}
+	return c.stitchNext(n)
+}
+
+// stitchNext copies the next n unread bytes into the stitch buffer and
+// moves past them.
+func (c *cursor) stitchNext(n int) []byte {
 	b := c.gather(c.d.stitch(n))
 	c.skip(n)
 	return b
 }
 
-// varint reads a varint. n < 0 is a parse error code.
-func (c *cursor) varint() (v uint64, n int) {
-	if v, n = consumeVarint(c.head()); n > 0 {
-		c.skip(n)
+// The readers below take h, the bytes head returned, and n, the length of
+// the tag at their start, and move past the tag and the value.
+
+// varint reads a varint field's value. m < 0 is a parse error code.
+func (c *cursor) varint(h []byte, n int) (v uint64, m int) {
+	if v, m = consumeVarint(h[n:]); m > 0 {
+		c.skip(n + m)
 	}
-	return v, n
+	return v, m
 }
 
-// length reads the length prefix of a field value and checks that the
-// bytes it announces are there. n < 0 is a parse error code.
-func (c *cursor) length() (l, n int) {
-	v, n := c.varint()
+// length reads the length prefix of a length-delimited field's value and
+// checks that the bytes it announces are there. m < 0 is a parse error code.
+func (c *cursor) length(h []byte, n int) (l, m int) {
+	v, m := consumeVarint(h[n:])
 	switch {
-	case n < 0:
-		return 0, n
-	case v > uint64(c.left):
+	case m < 0:
+		return 0, m
+	case v > uint64(c.left-n-m):
 		return 0, errTruncated
 	}
-	return int(v), n
+	c.skip(n + m)
+	return int(v), m
 }
 
-// bytes reads a length-prefixed field value. n < 0 is a parse error code.
-func (c *cursor) bytes() (v []byte, n int) {
-	l, n := c.length()
-	if n < 0 {
-		return nil, n
+// bytes reads a length-delimited field's value: length and take in one, as
+// this runs for every envelope. m < 0 is a parse error code.
+func (c *cursor) bytes(h []byte, n int) (v []byte, m int) {
+	l, m := consumeVarint(h[n:])
+	switch {
+	case m < 0:
+		return nil, m
+	case l > uint64(c.left-n-m):
+		return nil, errTruncated
 	}
-	return c.take(l), n + l
+	c.skip(n + m)
+	if b := c.avail(); uint64(len(b)) >= l {
+		c.skip(int(l))
+		return b[:l:l], m + int(l)
+	}
+	return c.stitchNext(int(l)), m + int(l)
 }
 
 // sub returns a cursor over the next n unread bytes, n <= c.left, as a
@@ -133,7 +161,7 @@ func (c *cursor) sub(n int) cursor {
 func (c *cursor) skipField(num protowire.Number, typ protowire.Type, depth int) (n int) {
 	switch typ {
 	case protowire.VarintType:
-		_, n = c.varint()
+		_, n = c.varint(c.head(), 0)
 		return n
 	case protowire.Fixed32Type, protowire.Fixed64Type:
 		n = 4
@@ -146,7 +174,7 @@ func (c *cursor) skipField(num protowire.Number, typ protowire.Type, depth int) 
 		c.skip(n)
 		return n
 	case protowire.BytesType:
-		l, n := c.length()
+		l, n := c.length(c.head(), 0)
 		if n < 0 {
 			return n
 		}

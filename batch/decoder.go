@@ -84,7 +84,7 @@ type Decoder struct {
 	inflated  *Buffer // decompressed body of the last frame
 	stitched  *Buffer // the last frame's fields that straddled segments
 	size      int     // bytes in the frame being decoded
-	window    [maxVarintLen]byte
+	window    [maxHead]byte
 	one       [1][]byte // Decode's frame as DecodeSegments' one segment
 }
 
@@ -206,22 +206,23 @@ func (d *Decoder) decode(segs [][]byte) (Decoded, error) {
 	var kind FrameKind
 	var sub cursor
 	for c.left > 0 {
-		num, typ, n := protowire.ConsumeTag(c.head())
+		h := c.head()
+		num, typ, n := protowire.ConsumeTag(h)
 		if n < 0 {
 			return Decoded{}, corrupt("frame", n)
 		}
-		c.skip(n)
 		if num >= 1 && num <= 6 {
 			if typ != protowire.BytesType || kind != 0 {
 				return Decoded{}, fmt.Errorf("%w: frame field %d repeated or of wire type %d", ErrCorruptFrame, num, typ)
 			}
-			l, n := c.length()
-			if n < 0 {
-				return Decoded{}, corrupt("frame", n)
+			l, m := c.length(h, n)
+			if m < 0 {
+				return Decoded{}, corrupt("frame", m)
 			}
 			kind, sub = FrameKind(num), c.sub(l)
 			continue
 		}
+		c.skip(n)
 		if n = c.skipField(num, typ, protowire.DefaultRecursionLimit); n < 0 {
 			return Decoded{}, corrupt("frame", n)
 		}
@@ -266,11 +267,14 @@ func (d *Decoder) decodeBatch(c cursor) (Decoded, error) {
 	out := Decoded{Kind: FrameBatch}
 	last := 0 // field number of the last field seen, to enforce their order
 	for c.left > 0 {
-		num, typ, n := consumeTag(c.head())
+		h := c.avail() // c.head(), inlined by hand for this loop
+		if len(h) < maxHead && len(h) != c.left {
+			h = c.gatherHead()
+		}
+		num, typ, n := consumeTag(h)
 		if n < 0 {
 			return Decoded{}, corrupt("batch", n)
 		}
-		c.skip(n)
 		if num >= batchPosition && num <= batchAckReq {
 			if int(num) < last {
 				return Decoded{}, fmt.Errorf("%w: batch field %d after field %d", ErrCorruptFrame, num, last)
@@ -279,22 +283,22 @@ func (d *Decoder) decodeBatch(c cursor) (Decoded, error) {
 		}
 		switch {
 		case num == batchPosition && typ == protowire.VarintType:
-			out.Position, n = c.varint()
+			out.Position, n = c.varint(h, n)
 		case num == batchReset && typ == protowire.VarintType:
 			var v uint64
-			if v, n = c.varint(); n > 0 && v != 0 {
+			if v, n = c.varint(h, n); n > 0 && v != 0 {
 				d.dict.reset()
 			}
 		case num == batchNewString && typ == protowire.BytesType:
 			var v []byte
-			if v, n = c.bytes(); n > 0 {
+			if v, n = c.bytes(h, n); n > 0 {
 				if err := d.define(v); err != nil {
 					return Decoded{}, err
 				}
 			}
 		case num == batchEnvelope && typ == protowire.BytesType:
 			var v []byte
-			if v, n = c.bytes(); n > 0 {
+			if v, n = c.bytes(h, n); n > 0 {
 				if len(d.envs) >= lim.MaxBatchEnvelopes {
 					return Decoded{}, fmt.Errorf("%w: limit %d", ErrTooManyEnvelopes, lim.MaxBatchEnvelopes)
 				}
@@ -305,11 +309,12 @@ func (d *Decoder) decodeBatch(c cursor) (Decoded, error) {
 			}
 		case num == batchAckReq && typ == protowire.VarintType:
 			var v uint64
-			v, n = c.varint()
+			v, n = c.varint(h, n)
 			out.AckRequested = v != 0
 		case num >= batchPosition && num <= batchAckReq:
 			return Decoded{}, fmt.Errorf("%w: batch field %d of wire type %d", ErrCorruptFrame, num, typ)
 		default:
+			c.skip(n)
 			n = c.skipField(num, typ, protowire.DefaultRecursionLimit)
 		}
 		if n < 0 {
