@@ -16,6 +16,11 @@
 // memory per envelope. Any input either decodes or fails with an error that
 // wraps one of this package's sentinels; no input makes it panic.
 //
+// A frame larger than one HTTP/2 DATA frame reaches gRPC's codec in 16 KiB
+// pieces. DecodeSegments decodes it as it is: envelopes alias the pieces,
+// and only a field that straddles two of them is copied, so the frame is
+// never copied whole into one buffer.
+//
 // # Dictionary
 //
 // Strings that repeat (process ids, addresses, type names, header keys)
@@ -30,14 +35,16 @@
 //
 // Decoded payloads and header values alias the frame's bytes, and the
 // envelopes themselves live in the Decoder: all of it is valid until the
-// next call to Decode on the same Decoder, and no longer. Envelope.Clone
+// next call to Decode, DecodeSegments or Release on the same Decoder, and no
+// longer. Envelope.Clone
 // makes an owned copy. Dictionary strings (targets, senders, type names,
 // header keys) are owned by the Decoder and outlive the frame.
 //
 // # Allocation
 //
-// In steady state, with a warm dictionary, Encoder.Add and Decoder.Decode
-// make no heap allocation per envelope and none per frame: frame buffers come
+// In steady state, with a warm dictionary, Encoder.Add, Decoder.Decode and
+// Decoder.DecodeSegments make no heap allocation per envelope and none per
+// frame: frame buffers come
 // from size-classed pools. A string seen for the first time on a stream costs
 // one allocation on each side (its dictionary entry).
 package batch
