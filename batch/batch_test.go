@@ -561,7 +561,6 @@ func TestSteadyStateAllocations(t *testing.T) {
 		if d, err = dec.DecodeSegments(segs); err != nil || len(d.Envelopes) != len(envs) {
 			t.Fatalf("decoded %d in segments: %v", len(d.Envelopes), err)
 		}
-		dec.Release()
 		buf.Release()
 	}
 	run() // warm the dictionary and the pools

@@ -208,11 +208,13 @@ func (c *cursor) skipField(num protowire.Number, typ protowire.Type, depth int) 
 }
 
 // stitch returns n bytes of the stitch buffer, where fields that straddle
-// segments are copied. Every byte of a frame is copied at most once, so the
-// buffer, as large as the frame, never runs out, and what it handed out
-// stays put until Release.
+// segments are copied. Every byte of a frame is copied at most once, so a
+// buffer as large as the frame never runs out, and what it handed out stays
+// put until the next frame. (Only a frame's first stitch can find the
+// buffer missing or too small.)
 func (d *Decoder) stitch(n int) []byte {
-	if d.stitched == nil {
+	if d.stitched == nil || cap(d.stitched.B) < d.size {
+		d.stitched.Release()
 		d.stitched = GetBuffer(d.size)
 		d.stitched.B = d.stitched.B[:0]
 	}

@@ -138,7 +138,7 @@ func (d *Decoder) Close() {
 // Release. An error wraps one of the package's sentinels; after an error the
 // stream's state is undefined and the stream must be closed.
 func (d *Decoder) Decode(data []byte) (Decoded, error) {
-	d.Release()
+	d.reset()
 	d.one[0] = data
 	return d.decode(d.one[:])
 }
@@ -149,18 +149,28 @@ func (d *Decoder) Decode(data []byte) (Decoded, error) {
 // suits a frame that arrived in pieces, as gRPC receives a message larger
 // than one HTTP/2 DATA frame.
 func (d *Decoder) DecodeSegments(segs [][]byte) (Decoded, error) {
-	d.Release()
+	d.reset()
 	return d.decode(segs)
 }
 
 // Release gives back the memory that the last frame decoded holds in the
 // Decoder: the envelopes it returned are invalid after. The Decoder stays
-// ready for the next frame.
+// ready for the next frame. A receiver that may go idle calls it once it is
+// done with a frame; between frames in a burst, the Decoder keeps its stitch
+// buffer for the next.
 func (d *Decoder) Release() {
-	d.inflated.Release()
-	d.inflated = nil
+	d.reset()
 	d.stitched.Release()
 	d.stitched = nil
+}
+
+// reset forgets the last frame, keeping the stitch buffer's memory.
+func (d *Decoder) reset() {
+	d.inflated.Release()
+	d.inflated = nil
+	if d.stitched != nil {
+		d.stitched.B = d.stitched.B[:0]
+	}
 	d.one[0] = nil
 }
 
