@@ -81,9 +81,19 @@ func (f *InFrame) Segments() [][]byte { return f.segs }
 // Len returns the frame's size in bytes.
 func (f *InFrame) Len() int { return f.bufs.Len() }
 
+// keptPieces is how many pieces' worth of slice an InFrame keeps for the
+// next frame: more than a frame of the largest size needs when its DATA
+// frames are full. A peer that sends tiny DATA frames makes the slices
+// longer for one frame, not for the stream's life.
+const keptPieces = 512
+
 // Free releases the frame's bytes. Safe to call more than once.
 func (f *InFrame) Free() {
 	f.bufs.Free()
+	if cap(f.segs) > keptPieces {
+		f.bufs, f.segs = nil, nil
+		return
+	}
 	clear(f.bufs)
 	clear(f.segs)
 	f.bufs, f.segs = f.bufs[:0], f.segs[:0]

@@ -1,0 +1,74 @@
+package wire
+
+import (
+	"bytes"
+	"testing"
+
+	"google.golang.org/grpc/mem"
+)
+
+// countingPool counts the buffers given back to it.
+type countingPool struct{ put int }
+
+func (p *countingPool) Get(n int) *[]byte { b := make([]byte, n); return &b }
+func (p *countingPool) Put(*[]byte)       { p.put++ }
+
+// pieces returns a message of n pieces of 2 KiB, each from pool, as gRPC
+// hands one to a codec, and the bytes they make together.
+func pieces(pool *countingPool, n int) (mem.BufferSlice, []byte) {
+	var data mem.BufferSlice
+	var whole []byte
+	for i := range n {
+		b := bytes.Repeat([]byte{byte(i)}, 2048)
+		whole = append(whole, b...)
+		data = append(data, mem.NewBuffer(&b, pool))
+	}
+	return data, whole
+}
+
+// TestInFrameKeepsPieces: Unmarshal keeps a reference to every piece, past
+// gRPC's own Free after Unmarshal, and InFrame.Free gives each back.
+func TestInFrameKeepsPieces(t *testing.T) {
+	pool := &countingPool{}
+	data, whole := pieces(pool, 3)
+	var in InFrame
+	if err := (Codec{}).Unmarshal(data, &in); err != nil {
+		t.Fatal(err)
+	}
+	data.Free() // what gRPC does once Unmarshal returns
+	if pool.put != 0 {
+		t.Fatalf("%d pieces back in the pool while the frame is held", pool.put)
+	}
+	if got := bytes.Join(in.Segments(), nil); !bytes.Equal(got, whole) || in.Len() != len(whole) {
+		t.Fatalf("segments hold %d bytes (Len %d), want the %d received", len(got), in.Len(), len(whole))
+	}
+	in.Free()
+	if pool.put != 3 {
+		t.Fatalf("%d of 3 pieces back in the pool after Free", pool.put)
+	}
+	in.Free() // idempotent
+	if pool.put != 3 || len(in.Segments()) != 0 {
+		t.Fatalf("a second Free gave back %d pieces and left %d segments", pool.put-3, len(in.Segments()))
+	}
+}
+
+// TestInFrameDropsLongSlices: a frame in more pieces than any frame of full
+// DATA frames has does not leave its long slices behind.
+func TestInFrameDropsLongSlices(t *testing.T) {
+	pool := &countingPool{}
+	var in InFrame
+	for _, n := range []int{keptPieces + 1, 4} {
+		data, _ := pieces(pool, n)
+		if err := (Codec{}).Unmarshal(data, &in); err != nil {
+			t.Fatal(err)
+		}
+		data.Free()
+		in.Free()
+		if n > keptPieces && cap(in.Segments()) != 0 {
+			t.Fatalf("after a frame of %d pieces the InFrame keeps room for %d", n, cap(in.Segments()))
+		}
+		if n <= keptPieces && cap(in.Segments()) < n {
+			t.Fatalf("after a frame of %d pieces the InFrame kept room for only %d", n, cap(in.Segments()))
+		}
+	}
+}
