@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -58,7 +59,7 @@ func writeChart(path string, results []result) error {
 			bars = append(bars, r)
 		}
 		if r.Scenario == "priority" {
-			lat = r.LatenciesUS
+			lat = slices.Sorted(slices.Values(r.LatenciesUS))
 		}
 	}
 	top := 40

@@ -34,7 +34,7 @@ type result struct {
 	LatencyP99US   float64   `json:"latency_p99_us,omitempty"`
 	LatencyP999US  float64   `json:"latency_p999_us,omitempty"`
 	LatencyMaxUS   float64   `json:"latency_max_us,omitempty"`
-	LatenciesUS    []float64 `json:"latencies_us,omitempty"`
+	LatenciesUS    []float64 `json:"latencies_us,omitempty"` // in the order of delivery
 	IdleBytesPerEP float64   `json:"idle_bytes_per_endpoint,omitempty"`
 	BusyBytesPerEP float64   `json:"busy_bytes_per_endpoint,omitempty"`
 }
@@ -295,14 +295,14 @@ func priority(cfg *config, p *progress) (result, error) {
 	if len(lat) == 0 {
 		return r, fmt.Errorf("no system envelope was delivered")
 	}
+	for _, l := range lat {
+		r.LatenciesUS = append(r.LatenciesUS, float64(l)/1e3)
+	}
 	slices.Sort(lat)
 	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))]) / 1e3 }
 	r.Messages = int64(len(lat))
 	r.LatencyP50US, r.LatencyP99US, r.LatencyP999US = q(0.5), q(0.99), q(0.999)
 	r.LatencyMaxUS = float64(lat[len(lat)-1]) / 1e3
-	for _, l := range lat {
-		r.LatenciesUS = append(r.LatenciesUS, float64(l)/1e3)
-	}
 	st, _ := s.m.Stats(addr)
 	r.Dropped = int64(st.User.DeadLettered[manager.ReasonQueueFull])
 	p.done(r.name(), fmt.Sprintf("p99 %.0fµs over %d system envelopes", r.LatencyP99US, len(lat)))

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"time"
+)
+
+// idleFloor measures how late this machine wakes a thread that has been
+// idle, the floor under any latency measured while a receiver sleeps between
+// messages, as the priority scenario's does: a 200 µs time.Sleep, and a
+// 1-byte TCP ping-pong on loopback after a 1 ms pause (the pause not timed).
+// Each runs for d.
+func idleFloor(w io.Writer, d time.Duration) error {
+	var sleeps []time.Duration
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		t := time.Now()
+		time.Sleep(200 * time.Microsecond)
+		sleeps = append(sleeps, time.Since(t))
+	}
+	printQuantiles(w, "200µs sleep", sleeps)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c) // echo
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var trips []time.Duration
+	b := make([]byte, 1)
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+		t := time.Now()
+		if _, err := c.Write(b); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			return err
+		}
+		trips = append(trips, time.Since(t))
+	}
+	printQuantiles(w, "TCP ping-pong after 1ms idle", trips)
+	return nil
+}
+
+func printQuantiles(w io.Writer, what string, d []time.Duration) {
+	slices.Sort(d)
+	q := func(f float64) time.Duration { return d[int(f*float64(len(d)-1))].Round(time.Microsecond) }
+	fmt.Fprintf(w, "%-30s %6d samples  p50 %-10v p99 %-12v p999 %-12v max %v\n",
+		what, len(d), q(0.5), q(0.99), q(0.999), d[len(d)-1].Round(time.Microsecond))
+}
