@@ -39,6 +39,12 @@ func (m *Manager) checkHello(ctx context.Context, h *courierv1.Hello) (*courierv
 	if m.quarantined(Peer{SystemID: h.GetSystemId(), Incarnation: h.GetIncarnation()}) {
 		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", h.GetIncarnation(), h.GetSystemId())
 	}
+	// The stream's slot is taken before the Welcome goes out, so that a
+	// peer welcomed is never then refused for the limit; acceptStream
+	// takes the slot over, or the handshake's failure gives it back.
+	if !m.live.reserve(h.GetSystemId(), m.o.maxStreams) {
+		return nil, refuseTooManyStreams(h.GetSystemId(), m.o.maxStreams)
+	}
 	limits := batch.LimitsFromProto(h.GetLimits(), m.o.limits).Min(m.o.limits)
 	return &courierv1.Welcome{
 		Accepted:    true,
@@ -59,6 +65,10 @@ func (m *Manager) refusedStream(h *courierv1.Hello, err error) {
 	m.events.emit(ev)
 }
 
+// abandonedStream gives back the slot checkHello reserved for a stream that
+// failed before acceptStream took it over.
+func (m *Manager) abandonedStream(h *courierv1.Hello) { m.live.release(h.GetSystemId()) }
+
 // acceptStream sets up the receive side of an accepted stream. A peer with
 // an address is answered on the stream with acks only, sent by the receive
 // loop itself; traffic to it goes over this node's own connection. A
@@ -68,11 +78,7 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 	lane, _ := wire.LaneFromProto(h.GetLane())
 	peer := Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}
 	acc := &reader.Accepted{Receive: reader.Receive{Peer: peer, Logger: m.log}}
-	forget, err := m.track(peer, acc)
-	if err != nil {
-		m.refusedStream(h, err)
-		return nil, err
-	}
+	forget := m.track(peer, acc)
 	if peer.Address != "" {
 		in := m.bindReceive(&acc.Receive, peer, lane)
 		acc.Receive.Counters = &in.counters

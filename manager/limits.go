@@ -112,23 +112,40 @@ func refuseTooManyStreams(systemID string, limit int) error {
 		"system %q has %d streams open, the limit", systemID, limit), ErrTooManyStreams)
 }
 
-// track registers an accepted stream, unless its system is at the stream
-// limit, and sets acc up to end when it is killed. The returned function
-// forgets it.
-func (m *Manager) track(p Peer, acc *reader.Accepted) (forget func(), err error) {
-	l := &liveStream{peer: p, rcv: &acc.Receive, acc: acc, ch: make(chan struct{})}
-	ls := &m.live
+// reserve takes a stream slot for the system, unless it is at limit. The
+// slot is the stream's from its Welcome on: track takes it over, and
+// release gives it back if the stream fails before.
+func (ls *liveStreams) reserve(systemID string, limit int) bool {
 	ls.mu.Lock()
-	if ls.bySystem[p.SystemID] >= m.o.maxStreams {
-		ls.mu.Unlock()
-		return nil, refuseTooManyStreams(p.SystemID, m.o.maxStreams)
+	defer ls.mu.Unlock()
+	if ls.bySystem[systemID] >= limit {
+		return false
 	}
 	if ls.set == nil {
 		ls.set = make(map[*liveStream]struct{})
 		ls.bySystem = make(map[string]int)
 	}
+	ls.bySystem[systemID]++
+	return true
+}
+
+// release gives back a slot that reserve took.
+func (ls *liveStreams) release(systemID string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.bySystem[systemID]--; ls.bySystem[systemID] <= 0 {
+		delete(ls.bySystem, systemID)
+	}
+}
+
+// track registers an accepted stream in the slot its handshake reserved,
+// and sets acc up to end when it is killed. The returned function forgets
+// it and frees the slot.
+func (m *Manager) track(p Peer, acc *reader.Accepted) (forget func()) {
+	l := &liveStream{peer: p, rcv: &acc.Receive, acc: acc, ch: make(chan struct{})}
+	ls := &m.live
+	ls.mu.Lock()
 	ls.set[l] = struct{}{}
-	ls.bySystem[p.SystemID]++
 	ls.mu.Unlock()
 	acc.Kill = l.ch
 	if m.isBlocked(p.SystemID) { // blocked after its handshake passed
@@ -136,15 +153,13 @@ func (m *Manager) track(p Peer, acc *reader.Accepted) (forget func(), err error)
 	}
 	return func() {
 		ls.mu.Lock()
-		defer ls.mu.Unlock()
-		if _, ok := ls.set[l]; !ok {
-			return
-		}
+		_, ok := ls.set[l]
 		delete(ls.set, l)
-		if ls.bySystem[p.SystemID]--; ls.bySystem[p.SystemID] == 0 {
-			delete(ls.bySystem, p.SystemID)
+		ls.mu.Unlock()
+		if ok {
+			ls.release(p.SystemID)
 		}
-	}, nil
+	}
 }
 
 // streamsOf returns the accepted streams for which keep is true.

@@ -207,6 +207,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		Check:            m.checkHello,
 		Accept:           m.acceptStream,
 		Refused:          m.refusedStream,
+		Abandoned:        m.abandonedStream,
 	})
 	transportv1.RegisterTransportServer(m.server, &transportServer{Server: m.rserver, m: m})
 	m.serveWG.Add(2)

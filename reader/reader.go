@@ -309,6 +309,10 @@ type ServerConfig struct {
 	// Refused is told of every handshake this node refused or that failed;
 	// nil ignores them.
 	Refused func(hello *courierv1.Hello, err error)
+	// Abandoned is told of a Hello that Check accepted when the stream then
+	// fails before Accept: whatever Check set aside for the stream is to be
+	// given back. nil ignores it.
+	Abandoned func(hello *courierv1.Hello)
 }
 
 // Server is the Transport gRPC service: it runs the listener's side of the
@@ -329,13 +333,19 @@ func NewServer(cfg ServerConfig) *Server { return &Server{cfg: cfg} }
 // Connect serves one stream until it ends.
 func (s *Server) Connect(stream transportv1.Transport_ConnectServer) error {
 	ctx := stream.Context()
+	checked := false
 	hello, welcome, err := wire.Accept(ctx, stream, s.cfg.HandshakeTimeout, func(h *courierv1.Hello) (*courierv1.Welcome, error) {
 		if err := wire.CheckHello(h); err != nil {
 			return nil, err
 		}
-		return s.cfg.Check(ctx, h)
+		w, err := s.cfg.Check(ctx, h)
+		checked = err == nil
+		return w, err
 	})
 	if err != nil {
+		if checked && s.cfg.Abandoned != nil {
+			s.cfg.Abandoned(hello)
+		}
 		if s.cfg.Refused != nil {
 			s.cfg.Refused(hello, err)
 		}
