@@ -259,6 +259,14 @@ func FuzzRoundTrip(f *testing.F) {
 	})
 }
 
+// nextFrame cuts the next frame of a frame stream off data, which holds at
+// least its 2-byte length prefix, and returns it and what follows. A length
+// beyond the end of data takes what there is.
+func nextFrame(data []byte) (frame, rest []byte) {
+	n := min(int(binary.LittleEndian.Uint16(data)), len(data)-2)
+	return data[2 : 2+n], data[2+n:]
+}
+
 // FuzzFrameStream feeds a sequence of frames, cut from the input by 2-byte
 // length prefixes, to one Decoder, so that dictionary state carries from
 // frame to frame. Decoding stops at the first error, as a stream would
@@ -267,11 +275,8 @@ func FuzzFrameStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dec, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneUser})
 		for len(data) >= 2 {
-			n := int(binary.LittleEndian.Uint16(data))
-			data = data[2:]
-			n = min(n, len(data))
-			frame := data[:n]
-			data = data[n:]
+			var frame []byte
+			frame, data = nextFrame(data)
 			d, err := checkDecode(t, dec, frame)
 			if err != nil {
 				return
@@ -303,11 +308,8 @@ func FuzzDecodeSegments(f *testing.F) {
 		whole, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneUser})
 		split, _ := batch.NewDecoder(batch.DecoderConfig{Limits: fuzzLimits(), Lane: batch.LaneUser})
 		for len(data) >= 2 {
-			n := int(binary.LittleEndian.Uint16(data))
-			data = data[2:]
-			n = min(n, len(data))
-			frame := data[:n]
-			data = data[n:]
+			var frame []byte
+			frame, data = nextFrame(data)
 			want, werr := whole.Decode(frame)
 			segs := cut.split(frame)
 			got, gerr := split.DecodeSegments(segs)

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"time"
 )
@@ -22,20 +21,7 @@ func idleFloor(w io.Writer, d time.Duration) error {
 	}
 	printQuantiles(w, "200µs sleep", sleeps)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c) // echo
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := dialEcho()
 	if err != nil {
 		return err
 	}

@@ -552,28 +552,7 @@ func (tcpImpl) unit() int64 { return 64 << 10 }
 // while the flood runs on the first. No transport can answer faster than
 // this on the same machine at the same time.
 func (tcpImpl) probe(_ sender, n int, timeout time.Duration) (map[string][]time.Duration, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	defer lis.Close()
-	go func() {
-		c, err := lis.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		b := make([]byte, 1)
-		for {
-			if _, err := c.Read(b); err != nil {
-				return
-			}
-			if _, err := c.Write(b); err != nil {
-				return
-			}
-		}
-	}()
-	c, err := net.Dial("tcp", lis.Addr().String())
+	c, err := dialEcho()
 	if err != nil {
 		return nil, err
 	}
@@ -594,4 +573,28 @@ func (tcpImpl) probe(_ sender, n int, timeout time.Duration) (map[string][]time.
 		time.Sleep(10 * time.Millisecond)
 	}
 	return map[string][]time.Duration{"1-byte ping-pong": lat}, nil
+}
+
+// dialEcho returns a loopback connection to an echo in this process. Closing
+// it ends the echo and its listener.
+func dialEcho() (net.Conn, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer lis.Close()
+		c, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return c, nil
 }
