@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -579,6 +580,7 @@ func (m *Manager) dialOptions() []grpc.DialOption {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDisableRetry(),
+		experimental.WithBufferPool(wire.Pool()),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(m.o.limits.MaxFrameBytes+1024),
 			grpc.MaxCallSendMsgSize(m.o.limits.MaxFrameBytes+1024),

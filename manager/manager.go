@@ -18,6 +18,7 @@ import (
 	"github.com/courier-go/courier/proto/courier/v1/transportv1"
 	"github.com/courier-go/courier/reader"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -249,6 +250,7 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 		grpc.MaxConcurrentStreams(uint32(m.o.maxStreams)),
 		grpc.MaxRecvMsgSize(m.o.limits.MaxFrameBytes + 1024),
 		grpc.MaxSendMsgSize(m.o.limits.MaxFrameBytes + 1024),
+		experimental.BufferPool(wire.Pool()),
 	}
 	if m.o.serverCreds != nil {
 		opts = append(opts, grpc.Creds(m.o.serverCreds))

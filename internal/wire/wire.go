@@ -60,8 +60,17 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // framePool returns frames gRPC has written to batch's pools. gRPC calls Put
-// with the pointer it was given in Marshal, &buf.B.
+// with the pointer it was given in Marshal, &buf.B, or, as the transport's
+// pool (see Pool), with one that Get returned.
 type framePool struct{}
+
+// Pool is the buffer pool courier's gRPC servers and connections read DATA
+// frames into, given to gRPC with experimental.BufferPool and
+// experimental.WithBufferPool. It is batch's pools: unlike gRPC's default
+// pool, they do not clear a buffer's whole capacity on every Get. gRPC
+// overwrites all of a buffer it reads into before anything reads it, so the
+// clearing buys nothing.
+func Pool() mem.BufferPool { return framePool{} }
 
 func (framePool) Get(n int) *[]byte { return &batch.GetBuffer(n).B }
 
