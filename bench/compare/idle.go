@@ -11,7 +11,10 @@ import (
 // idle, the floor under any latency measured while a receiver sleeps between
 // messages, as the priority scenario's does: a 200 µs time.Sleep, and a
 // 1-byte TCP ping-pong on loopback after a 1 ms pause (the pause not timed).
-// Each runs for d.
+// A third probe never sleeps: a goroutine reads the clock in a tight loop
+// and records every jump over 1 ms between two reads. No latency measured
+// on the machine can be shorter than those jumps, however busy it keeps the
+// cores. Each runs for d.
 func idleFloor(w io.Writer, d time.Duration) error {
 	var sleeps []time.Duration
 	for end := time.Now().Add(d); time.Now().Before(end); {
@@ -40,6 +43,24 @@ func idleFloor(w io.Writer, d time.Duration) error {
 		trips = append(trips, time.Since(t))
 	}
 	printQuantiles(w, "TCP ping-pong after 1ms idle", trips)
+
+	var gaps []time.Duration
+	var lost time.Duration
+	prev := time.Now()
+	for end := prev.Add(d); prev.Before(end); {
+		now := time.Now()
+		if g := now.Sub(prev); g > time.Millisecond {
+			gaps = append(gaps, g)
+			lost += g
+		}
+		prev = now
+	}
+	if len(gaps) == 0 {
+		fmt.Fprintf(w, "%-30s no gap over 1ms in %v\n", "clock jumps >1ms in a loop", d)
+		return nil
+	}
+	printQuantiles(w, "clock jumps >1ms in a loop", gaps)
+	fmt.Fprintf(w, "%-30s %v of %v inside those gaps (%.0f%%)\n", "", lost.Round(time.Millisecond), d, 100*lost.Seconds()/d.Seconds())
 	return nil
 }
 

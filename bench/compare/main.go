@@ -364,7 +364,7 @@ func main() {
 	only := flag.String("impls", "", "comma-separated implementations to run (default all)")
 	scenarios := flag.String("scenarios", "throughput,priority", "comma-separated scenarios to run")
 	jsonPath := flag.String("json", "compare.json", "write the samples as JSON to this file (empty: don't)")
-	idle := flag.Bool("idle-floor", false, "only measure how late this machine wakes an idle thread (a 200µs sleep; a TCP ping-pong after 1ms idle), for -duration each")
+	idle := flag.Bool("idle-floor", false, "only measure how late this machine wakes an idle thread (a 200µs sleep; a TCP ping-pong after 1ms idle; how far the clock jumps between two reads in a tight loop), for -duration each")
 	flag.Parse()
 	if *idle {
 		if err := idleFloor(os.Stdout, *duration); err != nil {
