@@ -141,3 +141,54 @@ func TestCloseAcknowledgesDelivered(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseGivesUpOnStalledPeer: a peer whose handler never returns stops
+// reading, so its flow-control window stays shut and the sender's writer
+// waits inside gRPC. Close must still return once its ctx ends, and account
+// for every envelope: acknowledged, or dead-lettered with reason shutdown.
+func TestCloseGivesUpOnStalledPeer(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var first sync.Once
+	arrived := make(chan struct{})
+	b := newNode(t, HandlerFunc(func(Peer, *Envelope) {
+		first.Do(func() { close(arrived) })
+		<-release
+	}))
+	t.Cleanup(func() { close(release) }) // runs before b's Close
+	a, err := New(WithHandler(newCollector()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 MiB of payload: far more than b's windows (5 MiB with the
+	// defaults) let through while nothing reads.
+	payload := make([]byte, 64<<10)
+	for range 256 {
+		if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "t", Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing arrived")
+	}
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		closed <- a.Close(ctx)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return after its context ended")
+	}
+	s, _ := a.Stats(b.Addr())
+	if !s.User.Balanced() || s.User.Queued != 0 {
+		t.Fatalf("enqueued %d, acked %d, dead-lettered %v, queued %d", s.User.Enqueued, s.User.Acked, s.User.DeadLettered, s.User.Queued)
+	}
+	if s.User.DeadLettered[ReasonShutdown] == 0 {
+		t.Fatalf("nothing dead-lettered for shutdown: %v", s.User.DeadLettered)
+	}
+}

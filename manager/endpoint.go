@@ -266,6 +266,15 @@ func (ep *endpoint) close(ctx context.Context) {
 		for i := range ep.lanes {
 			ep.lanes[i].ring.Close()
 		}
+		// When ctx ends first, the writers give up; one blocked in gRPC on
+		// a peer that does not open its flow-control window returns only
+		// when its stream ends, so the streams end too.
+		giveUp := context.AfterFunc(ctx, func() {
+			for i := range ep.lanes {
+				ep.lanes[i].w.Terminate(writer.ReasonShutdown)
+			}
+			ep.cancel()
+		})
 		var wg sync.WaitGroup
 		for i := range ep.lanes {
 			wg.Add(1)
@@ -275,6 +284,7 @@ func (ep *endpoint) close(ctx context.Context) {
 			}(ep.lanes[i].w)
 		}
 		wg.Wait()
+		giveUp()
 		ep.cancel()
 	})
 	<-ep.done

@@ -133,12 +133,19 @@ func (s *sender) waitDelivered(addr string, want int64, timeout time.Duration) (
 // robin, until stop closes; it counts what Send accepted in sent.
 func flood(m *manager.Manager, addrs []string, n, payload int, sent *atomic.Int64, stop <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
+	// A Send blocked on a full queue gives up at stop: a slow receiver
+	// would otherwise hold the flood, and the scenario's end, until it
+	// had made room.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-stop
+		cancel()
+	}()
 	for g := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			env := manager.Envelope{Target: fmt.Sprintf("worker/%d", g), TypeName: "bench.Msg", SenderID: "bench", Payload: make([]byte, payload)}
-			ctx := context.Background()
 			for i := g; ; i++ {
 				select {
 				case <-stop:
