@@ -75,7 +75,8 @@ func TestInFrameDropsLongSlices(t *testing.T) {
 
 // TestPool: the transport's pool hands out buffers of the length asked for,
 // from its smallest class to past its largest, and takes each back; a piece
-// of a received frame read into one is released to it by InFrame.Free.
+// of a received frame read into one keeps its bytes in the InFrame after
+// gRPC's own Free.
 func TestPool(t *testing.T) {
 	pool := Pool()
 	for _, n := range []int{1, 9, 2048, 2049, 16 << 10, 1 << 20, 9 << 20} {
