@@ -154,14 +154,14 @@ func TestCloseGivesUpOnStalledPeer(t *testing.T) {
 	b := newNode(t, HandlerFunc(func(Peer, *Envelope) {
 		first.Do(func() { close(arrived) })
 		<-release
-	}))
+	}), WithFlowControlWindows(1<<20, 4<<20))
 	t.Cleanup(func() { close(release) }) // runs before b's Close
 	a, err := New(WithHandler(newCollector()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 8 MiB of payload: more than b's windows (1 MiB for the stream with
-	// the defaults) let through while nothing reads.
+	// 8 MiB of payload: more than b's windows (1 MiB for the stream) let
+	// through while nothing reads.
 	payload := make([]byte, 64<<10)
 	for range 128 {
 		if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "t", Payload: payload}); err != nil {

@@ -62,8 +62,8 @@ const (
 	DefaultHeartbeat        = time.Second
 	DefaultHeartbeatTimeout = 5 * time.Second
 	DefaultSystemTimeout    = 10 * time.Second
-	DefaultStreamWindow     = 1 << 20
-	DefaultConnWindow       = 4 << 20
+	DefaultStreamWindow     = 4 << 20
+	DefaultConnWindow       = 16 << 20
 	DefaultSocketBuffer     = 64 << 10
 )
 
@@ -358,10 +358,13 @@ func WithServerOptions(opts ...grpc.ServerOption) Option {
 }
 
 // WithFlowControlWindows sets the HTTP/2 flow-control windows, in bytes, of
-// every stream and of every connection, for both directions. Default 1 MiB
-// and 4 MiB; 0 leaves gRPC's dynamic windows, which start at 64 KiB. Each
+// every stream and of every connection, for both directions. Default 4 MiB
+// and 16 MiB; 0 leaves gRPC's dynamic windows, which start at 64 KiB. Each
 // stream has its own window, so a stalled user stream never holds back the
-// system stream.
+// system stream. A receiving node buffers up to one stream window of user
+// data per peer whose envelopes its handler has not yet taken; smaller
+// windows bound that memory, larger ones let a fast link ride out longer
+// scheduling stalls of either node.
 func WithFlowControlWindows(stream, conn int32) Option {
 	return optionFunc(func(o *options) { o.streamWindow, o.connWindow = stream, conn })
 }
