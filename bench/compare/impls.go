@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,6 +43,9 @@ func (courierImpl) serve(slow time.Duration) (string, error) {
 	m, err := manager.New(manager.WithListenAddress("127.0.0.1:0"), manager.WithHandler(manager.HandlerFunc(
 		func(from manager.Peer, env *manager.Envelope) {
 			if env.Lane == batch.LaneSystem { // a probe: answer it on the system lane
+				if len(env.Payload) == 8 {
+					arrived(int64(binary.LittleEndian.Uint64(env.Payload)))
+				}
 				reply := &manager.Envelope{Target: env.SenderID, Lane: batch.LaneSystem, RequestID: env.RequestID}
 				go func() { _ = m.Send(context.Background(), from.Address, reply) }()
 				return
@@ -102,7 +106,8 @@ func (s *courierSender) close() {
 }
 
 // probe times system-lane round trips: a system envelope to the peer and
-// its answer back, while the user lane is flooded.
+// its answer back, while the user lane is flooded. Each probe carries its
+// send time, so the child also times its way there alone.
 func (courierImpl) probe(snd sender, n int, timeout time.Duration) (map[string][]time.Duration, error) {
 	s := snd.(*courierSender)
 	var lat []time.Duration
@@ -113,7 +118,8 @@ func (courierImpl) probe(snd sender, n int, timeout time.Duration) (map[string][
 		s.waiting[id] = ch
 		s.mu.Unlock()
 		start := time.Now()
-		env := &manager.Envelope{Target: "probe", SenderID: "bench", Lane: batch.LaneSystem, Kind: batch.KindStop, RequestID: id}
+		env := &manager.Envelope{Target: "probe", SenderID: "bench", Lane: batch.LaneSystem, Kind: batch.KindStop, RequestID: id,
+			Payload: binary.LittleEndian.AppendUint64(nil, uint64(start.UnixNano()))}
 		if err := s.m.Send(context.Background(), s.addr, env); err != nil {
 			return nil, err
 		}

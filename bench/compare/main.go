@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -73,19 +74,56 @@ type byteCounter interface{ unit() int64 }
 
 var errProbeTimeout = errors.New("probe timed out")
 
+// oneWayProbe names the latencies the child measured, from the sender's
+// Send to delivery in the child: the issue's definition of the priority
+// figure. A round trip adds the answer's way back.
+const oneWayProbe = "system Send → delivery"
+
 // probeTimeout bounds each control probe.
 const probeTimeout = 5 * time.Second
 
 var impls = map[string]impl{}
 
+var traceFile *string
+
+// startTrace writes an execution trace to path until the returned stop.
+func startTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { trace.Stop(); f.Close() }, nil
+}
+
 func register(i impl) { impls[i.name()] = i }
 
 var delivered atomic.Int64 // in the child
 
+// oneWay holds, in the child, how long the probes that carry their send
+// time took from the sender's Send to delivery here; a report takes them.
+var oneWay struct {
+	sync.Mutex
+	lat []int64
+}
+
+// arrived records a one-way probe sent at sentNanos (Unix nanoseconds: both
+// processes read the same clock).
+func arrived(sentNanos int64) {
+	d := time.Now().UnixNano() - sentNanos
+	oneWay.Lock()
+	oneWay.lat = append(oneWay.lat, d)
+	oneWay.Unlock()
+}
+
 type usage struct {
-	Delivered int64  `json:"delivered"`
-	CPU       int64  `json:"cpu_ns"`
-	Mallocs   uint64 `json:"mallocs"`
+	Delivered int64   `json:"delivered"`
+	CPU       int64   `json:"cpu_ns"`
+	Mallocs   uint64  `json:"mallocs"`
+	OneWay    []int64 `json:"one_way_ns,omitempty"` // since the last report
 }
 
 func readUsage() usage {
@@ -93,7 +131,11 @@ func readUsage() usage {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return usage{Delivered: delivered.Load(), CPU: ru.Utime.Nano() + ru.Stime.Nano(), Mallocs: ms.Mallocs}
+	oneWay.Lock()
+	lat := oneWay.lat
+	oneWay.lat = nil
+	oneWay.Unlock()
+	return usage{Delivered: delivered.Load(), CPU: ru.Utime.Nano() + ru.Stime.Nano(), Mallocs: ms.Mallocs, OneWay: lat}
 }
 
 // child side: serve, print the address, answer "report" lines on stdin with
@@ -130,7 +172,11 @@ func startChild(name string, slow time.Duration) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-child", name, fmt.Sprintf("-child-slow=%v", slow))
+	args := []string{"-child", name, fmt.Sprintf("-child-slow=%v", slow)}
+	if *traceFile != "" {
+		args = append(args, "-trace", *traceFile+".child")
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -344,6 +390,17 @@ func priority(name string, d time.Duration) (sample, error) {
 	if err != nil && !errors.Is(err, errProbeTimeout) {
 		return s, err
 	}
+	// Probes that carried their send time were also timed on arrival.
+	u, rerr := c.report()
+	if rerr != nil {
+		return s, rerr
+	}
+	if lat == nil {
+		lat = map[string][]time.Duration{}
+	}
+	for _, d := range u.OneWay {
+		lat[oneWayProbe] = append(lat[oneWayProbe], time.Duration(d))
+	}
 	s.Probes, s.ProbeP50 = map[string]time.Duration{}, map[string]time.Duration{}
 	for k, l := range lat {
 		if len(l) == 0 {
@@ -364,6 +421,7 @@ func main() {
 	only := flag.String("impls", "", "comma-separated implementations to run (default all)")
 	scenarios := flag.String("scenarios", "throughput,priority", "comma-separated scenarios to run")
 	jsonPath := flag.String("json", "compare.json", "write the samples as JSON to this file (empty: don't)")
+	traceFile = flag.String("trace", "", "write an execution trace of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	idle := flag.Bool("idle-floor", false, "only measure how late this machine wakes an idle thread (a 200µs sleep; a TCP ping-pong after 1ms idle; how far the clock jumps between two reads in a tight loop), for -duration each")
 	flag.Parse()
 	if *idle {
@@ -372,6 +430,14 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if *traceFile != "" {
+		stop, err := startTrace(*traceFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer stop()
 	}
 	if *childName != "" {
 		if err := runChild(*childName, *childSlow); err != nil {
