@@ -324,8 +324,70 @@ func (g grpcImpl) serve(slow time.Duration) (string, error) {
 	}
 	s := grpc.NewServer()
 	pb.RegisterRawServer(s, &rawServer{slow: slow})
+	desc := echoStream
+	desc.Handler = func(_ any, ss grpc.ServerStream) error {
+		var m pb.Ack
+		for {
+			if err := ss.RecvMsg(&m); err != nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+			if err := ss.SendMsg(&m); err != nil {
+				return err
+			}
+		}
+	}
+	s.RegisterService(&grpc.ServiceDesc{ServiceName: "compare.Echo", HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{desc}}, struct{}{})
 	go func() { _ = s.Serve(lis) }()
 	return lis.Addr().String(), nil
+}
+
+// echoStream answers every message with itself. The probe opens it on the
+// flooded stream's connection, as courier's system lane is a second stream
+// beside the user lane's.
+var echoStream = grpc.StreamDesc{StreamName: "Echo", ClientStreams: true, ServerStreams: true}
+
+// probe times round trips of a small message on a second stream of the
+// flooded connection: gRPC's own floor for courier's system round trip.
+// The batched variant's receiver is not slow, so it has no probe.
+func (g grpcImpl) probe(snd sender, n int, timeout time.Duration) (map[string][]time.Duration, error) {
+	if g.batched {
+		return nil, nil
+	}
+	const name = "second-stream round trip"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := snd.(*grpcSender).conn.NewStream(ctx, &echoStream, "/compare.Echo/Echo")
+	if err != nil {
+		return nil, err
+	}
+	var lat []time.Duration
+	answered := make(chan error, 1)
+	for range n {
+		start := time.Now()
+		if err := st.SendMsg(&pb.Ack{Count: start.UnixNano()}); err != nil {
+			return nil, err
+		}
+		go func() { answered <- st.RecvMsg(new(pb.Ack)) }()
+		select {
+		case err := <-answered:
+			if err != nil {
+				return nil, err
+			}
+			lat = append(lat, time.Since(start))
+		case <-time.After(timeout):
+			lat = append(lat, timeout)
+			cancel()
+			<-answered
+			return map[string][]time.Duration{name: lat}, errProbeTimeout
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = st.CloseSend()
+	return map[string][]time.Duration{name: lat}, nil
 }
 
 // grpcSender serializes sends on one stream: gRPC allows one sender per
