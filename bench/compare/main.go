@@ -384,7 +384,7 @@ func priority(name string, d time.Duration) (sample, error) {
 		}()
 	}
 	time.Sleep(d / 2) // the flood builds up
-	lat, err := p.probe(snd, 50, probeTimeout)
+	lat, err := p.probe(snd, probes, probeTimeout)
 	close(stop)
 	wg.Wait()
 	if err != nil && !errors.Is(err, errProbeTimeout) {
