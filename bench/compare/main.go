@@ -352,8 +352,8 @@ func waitFor(c *child, want int64) (usage, error) {
 
 // priority floods the data path of a slow receiver and times control
 // signals meanwhile.
-func priority(name string, d time.Duration) (sample, error) {
-	s := sample{Impl: name, Scenario: "priority", Payload: 1024, Senders: 4}
+func priority(name string, senders int, d time.Duration) (sample, error) {
+	s := sample{Impl: name, Scenario: "priority", Payload: 1024, Senders: senders}
 	p, ok := impls[name].(prober)
 	if !ok {
 		return s, nil
@@ -421,6 +421,7 @@ func main() {
 	only := flag.String("impls", "", "comma-separated implementations to run (default all)")
 	scenarios := flag.String("scenarios", "throughput,priority", "comma-separated scenarios to run")
 	jsonPath := flag.String("json", "compare.json", "write the samples as JSON to this file (empty: don't)")
+	floodSenders := flag.Int("priority-senders", 4, "goroutines flooding the user path in the priority scenario; 0 times the probes on an idle path")
 	traceFile = flag.String("trace", "", "write an execution trace of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	idle := flag.Bool("idle-floor", false, "only measure how late this machine wakes an idle thread (a 200µs sleep; a TCP ping-pong after 1ms idle; how far the clock jumps between two reads in a tight loop), for -duration each")
 	flag.Parse()
@@ -456,7 +457,7 @@ func main() {
 		senders  int
 	}
 	var jobs []job
-	for _, j := range []job{{"throughput", 64, 16}, {"throughput", 1024, 16}, {"priority", 1024, 4}} {
+	for _, j := range []job{{"throughput", 64, 16}, {"throughput", 1024, 16}, {"priority", 1024, *floodSenders}} {
 		if slices.Contains(strings.Split(*scenarios, ","), j.scenario) {
 			jobs = append(jobs, j)
 		}
@@ -471,7 +472,7 @@ func main() {
 				if j.scenario == "throughput" {
 					s, err = throughput(name, j.payload, j.senders, *duration)
 				} else {
-					s, err = priority(name, *duration)
+					s, err = priority(name, j.senders, *duration)
 				}
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "  %s: %v\n", name, err)
@@ -559,7 +560,11 @@ func printTable(w io.Writer, samples []sample) {
 	if len(prio) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\ncontrol signals while 4 senders flood a receiver that takes 200µs per message\n(%v: no answer within the probe timeout; tcp: the machine's floor, a 1-byte\nping-pong on a second loopback connection during a TCP flood)\n\n", probeTimeout)
+	flood := fmt.Sprintf("while %d senders flood", groups[prio[0]][0].Senders)
+	if groups[prio[0]][0].Senders == 0 {
+		flood = "with no flood, to"
+	}
+	fmt.Fprintf(w, "\ncontrol signals %s a receiver that takes 200µs per message\n(%v: no answer within the probe timeout; tcp: the machine's floor, a 1-byte\nping-pong on a second loopback connection during a TCP flood)\n\n", flood, probeTimeout)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "impl\tprobe\tp50\tp99\tworst p99\t")
 	show := func(d float64) string {
