@@ -167,51 +167,6 @@ func (x *Response) GetSentUnixNano() int64 {
 	return 0
 }
 
-// Victim names an actor the priority scenario watches and stops.
-type Victim struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Victim) Reset() {
-	*x = Victim{}
-	mi := &file_compare_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Victim) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Victim) ProtoMessage() {}
-
-func (x *Victim) ProtoReflect() protoreflect.Message {
-	mi := &file_compare_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Victim.ProtoReflect.Descriptor instead.
-func (*Victim) Descriptor() ([]byte, []int) {
-	return file_compare_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *Victim) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
 // Packed is the lean batched reference: messages encoded one by one with
 // stock protobuf and sent a thousand per gRPC message.
 type Packed struct {
@@ -223,7 +178,7 @@ type Packed struct {
 
 func (x *Packed) Reset() {
 	*x = Packed{}
-	mi := &file_compare_proto_msgTypes[4]
+	mi := &file_compare_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +190,7 @@ func (x *Packed) String() string {
 func (*Packed) ProtoMessage() {}
 
 func (x *Packed) ProtoReflect() protoreflect.Message {
-	mi := &file_compare_proto_msgTypes[4]
+	mi := &file_compare_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +203,7 @@ func (x *Packed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packed.ProtoReflect.Descriptor instead.
 func (*Packed) Descriptor() ([]byte, []int) {
-	return file_compare_proto_rawDescGZIP(), []int{4}
+	return file_compare_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Packed) GetMessages() [][]byte {
@@ -268,7 +223,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_compare_proto_msgTypes[5]
+	mi := &file_compare_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +235,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_compare_proto_msgTypes[5]
+	mi := &file_compare_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +248,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_compare_proto_rawDescGZIP(), []int{5}
+	return file_compare_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Ack) GetCount() int64 {
@@ -314,9 +269,7 @@ const file_compare_proto_rawDesc = "" +
 	"\aRequest\x12$\n" +
 	"\x0esent_unix_nano\x18\x01 \x01(\x03R\fsentUnixNano\"0\n" +
 	"\bResponse\x12$\n" +
-	"\x0esent_unix_nano\x18\x01 \x01(\x03R\fsentUnixNano\"\x18\n" +
-	"\x06Victim\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"$\n" +
+	"\x0esent_unix_nano\x18\x01 \x01(\x03R\fsentUnixNano\"$\n" +
 	"\x06Packed\x12\x1a\n" +
 	"\bmessages\x18\x01 \x03(\fR\bmessages\"\x1b\n" +
 	"\x03Ack\x12\x14\n" +
@@ -337,20 +290,19 @@ func file_compare_proto_rawDescGZIP() []byte {
 	return file_compare_proto_rawDescData
 }
 
-var file_compare_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_compare_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_compare_proto_goTypes = []any{
 	(*Payload)(nil),  // 0: courier.compare.Payload
 	(*Request)(nil),  // 1: courier.compare.Request
 	(*Response)(nil), // 2: courier.compare.Response
-	(*Victim)(nil),   // 3: courier.compare.Victim
-	(*Packed)(nil),   // 4: courier.compare.Packed
-	(*Ack)(nil),      // 5: courier.compare.Ack
+	(*Packed)(nil),   // 3: courier.compare.Packed
+	(*Ack)(nil),      // 4: courier.compare.Ack
 }
 var file_compare_proto_depIdxs = []int32{
 	0, // 0: courier.compare.Raw.Stream:input_type -> courier.compare.Payload
-	4, // 1: courier.compare.Raw.Batched:input_type -> courier.compare.Packed
-	5, // 2: courier.compare.Raw.Stream:output_type -> courier.compare.Ack
-	5, // 3: courier.compare.Raw.Batched:output_type -> courier.compare.Ack
+	3, // 1: courier.compare.Raw.Batched:input_type -> courier.compare.Packed
+	4, // 2: courier.compare.Raw.Stream:output_type -> courier.compare.Ack
+	4, // 3: courier.compare.Raw.Batched:output_type -> courier.compare.Ack
 	2, // [2:4] is the sub-list for method output_type
 	0, // [0:2] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
@@ -369,7 +321,7 @@ func file_compare_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_compare_proto_rawDesc), len(file_compare_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
