@@ -130,7 +130,7 @@ func (courierImpl) probe(snd sender, n int, timeout time.Duration) (map[string][
 			lat = append(lat, timeout)
 			return map[string][]time.Duration{"system round trip": lat}, errProbeTimeout
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(probeGap)
 	}
 	return map[string][]time.Duration{"system round trip": lat}, nil
 }
@@ -239,7 +239,7 @@ func (p protoactorImpl) probe(snd sender, n int, timeout time.Duration) (map[str
 			d, ok := watchStop(s.system, actor.NewPID(s.addr, victimName(i)), timeout)
 			term, termDone = append(term, d), !ok
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(probeGap)
 	}
 	res := map[string][]time.Duration{"request/response": rr, "stop→Terminated": term}
 	if rrDone || termDone {
@@ -395,7 +395,7 @@ func (g grpcImpl) probe(snd sender, n int, timeout time.Duration) (map[string][]
 			<-answered
 			return map[string][]time.Duration{name: lat}, errProbeTimeout
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(probeGap)
 	}
 	_ = st.CloseSend()
 	return map[string][]time.Duration{name: lat}, nil
@@ -649,7 +649,7 @@ func (tcpImpl) probe(_ sender, n int, timeout time.Duration) (map[string][]time.
 			return map[string][]time.Duration{"1-byte ping-pong": lat}, errProbeTimeout
 		}
 		lat = append(lat, time.Since(start))
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(probeGap)
 	}
 	return map[string][]time.Duration{"1-byte ping-pong": lat}, nil
 }

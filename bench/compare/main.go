@@ -82,6 +82,9 @@ const oneWayProbe = "system Send → delivery"
 // probeTimeout bounds each control probe.
 const probeTimeout = 5 * time.Second
 
+// probeGap is the pause between two control probes.
+const probeGap = 10 * time.Millisecond
+
 var impls = map[string]impl{}
 
 var traceFile *string
@@ -560,9 +563,9 @@ func printTable(w io.Writer, samples []sample) {
 	if len(prio) == 0 {
 		return
 	}
-	flood := fmt.Sprintf("while %d senders flood", groups[prio[0]][0].Senders)
-	if groups[prio[0]][0].Senders == 0 {
-		flood = "with no flood, to"
+	flood := "with no flood, to"
+	if n := groups[prio[0]][0].Senders; n > 0 {
+		flood = fmt.Sprintf("while %d senders flood", n)
 	}
 	fmt.Fprintf(w, "\ncontrol signals %s a receiver that takes 200µs per message\n(%v: no answer within the probe timeout; tcp: the machine's floor, a 1-byte\nping-pong on a second loopback connection during a TCP flood)\n\n", flood, probeTimeout)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
