@@ -228,6 +228,13 @@ func (m *Manager) Start(ctx context.Context) error {
 // was 0; empty before Start and for a client-only node.
 func (m *Manager) Addr() string { return m.addr }
 
+// AdvertisedAddress returns the address the node tells its peers to reach
+// it at: WithAdvertiseAddress's, or else Addr. Peers match this node's
+// Terminated envelopes to their watches by it, so an actor runtime names
+// its processes' node by it. Empty before Start on a node that advertises
+// nothing.
+func (m *Manager) AdvertisedAddress() string { return m.advertised() }
+
 // advertised is the address peers are told to reach this node at.
 func (m *Manager) advertised() string {
 	if m.o.advertise != "" {

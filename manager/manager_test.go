@@ -311,3 +311,27 @@ func TestClientOnlyNode(t *testing.T) {
 		t.Fatalf("client sees the server as %+v", cliRecv.from[0])
 	}
 }
+
+func TestAdvertisedAddress(t *testing.T) {
+	plain, err := New(WithListenAddress("127.0.0.1:0"), WithHandler(HandlerFunc(func(Peer, *Envelope) {})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	told, err := New(WithListenAddress("127.0.0.1:0"), WithAdvertiseAddress("node-7.example:4000"),
+		WithHandler(HandlerFunc(func(Peer, *Envelope) {})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Manager{plain, told} {
+		if err := m.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close(context.Background())
+	}
+	if got := plain.AdvertisedAddress(); got != plain.Addr() || got == "" {
+		t.Fatalf("without WithAdvertiseAddress: %q, want Addr %q", got, plain.Addr())
+	}
+	if got := told.AdvertisedAddress(); got != "node-7.example:4000" {
+		t.Fatalf("with WithAdvertiseAddress: %q", got)
+	}
+}
