@@ -19,10 +19,27 @@ type seedFile struct {
 	data []byte
 }
 
+// seedArgs is one committed seed of a fuzz target of several arguments, each
+// a []byte, a string or a uint32, in the target's order.
+type seedArgs struct {
+	name string
+	args []any
+}
+
 // checkCorpus makes sure the committed corpus of target holds exactly seeds,
 // or rewrites it with -update-corpus. A target whose corpus went missing or
 // stale fails here, not silently in a fuzz run with nothing to start from.
 func checkCorpus(t *testing.T, target string, seeds []seedFile) {
+	t.Helper()
+	args := make([]seedArgs, len(seeds))
+	for i, s := range seeds {
+		args[i] = seedArgs{s.name, []any{s.data}}
+	}
+	checkCorpusArgs(t, target, args)
+}
+
+// checkCorpusArgs is checkCorpus for targets of any arguments.
+func checkCorpusArgs(t *testing.T, target string, seeds []seedArgs) {
 	t.Helper()
 	dir := filepath.Join("testdata", "fuzz", target)
 	if *updateCorpus {
@@ -33,8 +50,7 @@ func checkCorpus(t *testing.T, target string, seeds []seedFile) {
 			t.Fatal(err)
 		}
 		for _, s := range seeds {
-			body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(s.data)) + ")\n"
-			if err := os.WriteFile(filepath.Join(dir, s.name), []byte(body), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, s.name), []byte(seedBody(s.args)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -51,12 +67,14 @@ func checkCorpus(t *testing.T, target string, seeds []seedFile) {
 	var want []string
 	for _, s := range seeds {
 		want = append(want, s.name)
-		data, err := readSeed(filepath.Join(dir, s.name))
+		args, err := readSeed(filepath.Join(dir, s.name))
 		if err != nil {
 			t.Errorf("seed %s/%s: %v", target, s.name, err)
 			continue
 		}
-		if string(data) != string(s.data) {
+		// Compared in the file format, so that a nil and an empty []byte
+		// are the same seed.
+		if seedBody(args) != seedBody(s.args) {
 			t.Errorf("seed %s/%s is stale (run go test ./fuzz -run Corpus -update-corpus)", target, s.name)
 		}
 	}
@@ -67,16 +85,62 @@ func checkCorpus(t *testing.T, target string, seeds []seedFile) {
 	}
 }
 
-func readSeed(path string) ([]byte, error) {
+// seedBody is a corpus file in the `go test fuzz v1` format.
+func seedBody(args []any) string {
+	var b strings.Builder
+	b.WriteString("go test fuzz v1\n")
+	for _, a := range args {
+		switch v := a.(type) {
+		case []byte:
+			b.WriteString("[]byte(" + strconv.Quote(string(v)) + ")\n")
+		case string:
+			b.WriteString("string(" + strconv.Quote(v) + ")\n")
+		case uint32:
+			b.WriteString("uint32(" + strconv.FormatUint(uint64(v), 10) + ")\n")
+		default:
+			panic(fmt.Sprintf("seed argument of type %T", a))
+		}
+	}
+	return b.String()
+}
+
+// readSeed parses a corpus file written by seedBody (or by go test, for the
+// same types).
+func readSeed(path string) ([]any, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	lines := strings.SplitN(strings.TrimSpace(string(raw)), "\n", 2)
-	if len(lines) != 2 || lines[0] != "go test fuzz v1" {
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(lines) < 2 || lines[0] != "go test fuzz v1" {
 		return nil, fmt.Errorf("not a go fuzz corpus file")
 	}
-	arg := strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")")
-	s, err := strconv.Unquote(arg)
-	return []byte(s), err
+	var args []any
+	for _, line := range lines[1:] {
+		typ, lit, ok := strings.Cut(strings.TrimSuffix(line, ")"), "(")
+		if !ok {
+			return nil, fmt.Errorf("malformed line %q", line)
+		}
+		switch typ {
+		case "[]byte", "string":
+			s, err := strconv.Unquote(lit)
+			if err != nil {
+				return nil, fmt.Errorf("line %q: %w", line, err)
+			}
+			if typ == "string" {
+				args = append(args, s)
+			} else {
+				args = append(args, []byte(s))
+			}
+		case "uint32":
+			n, err := strconv.ParseUint(lit, 0, 32)
+			if err != nil {
+				return nil, fmt.Errorf("line %q: %w", line, err)
+			}
+			args = append(args, uint32(n))
+		default:
+			return nil, fmt.Errorf("line %q: unsupported type %s", line, typ)
+		}
+	}
+	return args, nil
 }
