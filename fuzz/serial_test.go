@@ -127,7 +127,13 @@ func FuzzSerialUnmarshal(f *testing.F) {
 		}
 		// The fuzzer's own bytes are not ours to change; a copy is.
 		in := bytes.Clone(data)
+		// The aliasing decoder accepts and refuses what the copying one
+		// does, and decodes the same message.
+		aliased, aliasErr := reg.UnmarshalAliasing(typeName, serializerID, bytes.Clone(data))
 		msg, err := reg.Unmarshal(typeName, serializerID, in)
+		if (err == nil) != (aliasErr == nil) || (err == nil && !proto.Equal(msg, aliased)) {
+			t.Fatalf("Unmarshal: %v, %v; UnmarshalAliasing: %v, %v", msg, err, aliased, aliasErr)
+		}
 		if err != nil {
 			if msg != nil {
 				t.Fatalf("Unmarshal returned a message and an error: %v", err)

@@ -141,6 +141,35 @@ func (r *Registry) Unmarshal(typeName string, serializerID uint32, data []byte) 
 	return msg, nil
 }
 
+// UnmarshalAliasing is Unmarshal for a caller that owns data and leaves it
+// unchanged for as long as the message lives: with the protobuf
+// serializer, a message with vtprotobuf's unmarshal_unsafe methods is
+// decoded by them, and its string and bytes fields alias data instead of
+// being copied, which saves an allocation per such field. Any other
+// message, or serializer, decodes as with Unmarshal. data must not alias a
+// buffer that is reused, such as a frame's.
+func (r *Registry) UnmarshalAliasing(typeName string, serializerID uint32, data []byte) (proto.Message, error) {
+	s, ok := r.serializers[serializerID]
+	if _, builtin := s.(protobufSerializer); !ok || !builtin {
+		return r.Unmarshal(typeName, serializerID, data)
+	}
+	mt, err := r.messageType(typeName)
+	if err != nil {
+		return nil, fmt.Errorf("%w (serializer %d)", err, serializerID)
+	}
+	msg := mt.New().Interface()
+	vt, ok := msg.(vtAliasingUnmarshaler)
+	if !ok {
+		err = s.Decode(data, msg)
+	} else {
+		err = vt.UnmarshalVTUnsafe(data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s (serializer %d): %w", ErrDecode, quote(typeName), serializerID, err)
+	}
+	return msg, nil
+}
+
 // Encode serializes msg into env with the serializer with id serializerID:
 // it sets env.TypeName, env.SerializerID and env.Payload, a new slice, which
 // the envelope owns from then on. On error env is left as it was.

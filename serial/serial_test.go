@@ -499,3 +499,53 @@ func TestResolverError(t *testing.T) {
 		t.Fatalf("TypeName: %v, want ErrUnknownType", err)
 	}
 }
+
+func TestUnmarshalAliasing(t *testing.T) {
+	r := newRegistry(t)
+	for _, id := range []uint32{serial.ProtobufID, serial.JSONID} {
+		for _, msg := range testMessages(t) {
+			data, name, err := r.Marshal(msg, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.UnmarshalAliasing(name, id, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, msg) {
+				t.Errorf("serializer %d, %s: decoded %v", id, name, got)
+			}
+		}
+	}
+	// A vtprotobuf message's bytes alias the input: one allocation fewer
+	// than Unmarshal, and the payload field points into data.
+	msg := wrapperspb.Bytes(nil)
+	env := vtEnvelope()
+	data, name, err := r.Marshal(env, serial.ProtobufID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.UnmarshalAliasing(name, serial.ProtobufID, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := got.(*courierv1.Envelope).Payload
+	if !bytes.Contains(data, p) || &p[0] != &data[bytes.Index(data, p)] {
+		t.Fatal("the payload field does not alias the input")
+	}
+	copying := testing.AllocsPerRun(100, func() { _, _ = r.Unmarshal(name, serial.ProtobufID, data) })
+	aliasing := testing.AllocsPerRun(100, func() { _, _ = r.UnmarshalAliasing(name, serial.ProtobufID, data) })
+	if aliasing >= copying {
+		t.Fatalf("UnmarshalAliasing makes %v allocations, Unmarshal %v", aliasing, copying)
+	}
+	// Errors are Unmarshal's.
+	if _, err := r.UnmarshalAliasing("no.such.Type", serial.ProtobufID, nil); !errors.Is(err, serial.ErrUnknownType) {
+		t.Fatalf("unknown type: %v", err)
+	}
+	if _, err := r.UnmarshalAliasing(name, serial.ProtobufID, []byte{0xff, 0xff}); !errors.Is(err, serial.ErrDecode) {
+		t.Fatalf("garbage: %v", err)
+	}
+	if _, err := r.UnmarshalAliasing(string(proto.MessageName(msg)), 7, nil); !errors.Is(err, serial.ErrUnknownSerializer) {
+		t.Fatalf("unknown serializer: %v", err)
+	}
+}

@@ -43,9 +43,16 @@ type vtMarshaler interface {
 }
 
 // vtUnmarshaler is vtprotobuf's generated copying decoder (feature
-// unmarshal). UnmarshalVTUnsafe, which aliases its input, is never used.
+// unmarshal).
 type vtUnmarshaler interface {
 	UnmarshalVT(data []byte) error
+}
+
+// vtAliasingUnmarshaler is vtprotobuf's decoder whose strings and bytes
+// alias its input (feature unmarshal_unsafe): only
+// Registry.UnmarshalAliasing uses it, for callers that own the input.
+type vtAliasingUnmarshaler interface {
+	UnmarshalVTUnsafe(data []byte) error
 }
 
 // errSizeChanged: the message changed between SizeVT and the encoding, which
