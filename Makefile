@@ -27,7 +27,7 @@ VTPROTO_OPTS := features=marshal+unmarshal+unmarshal_unsafe+size+equal+clone+poo
 help:
 	@echo "make demo         the loopback benchmark: two nodes in two processes"
 	@echo "make compare      courier against protoactor-go, gRPC and TCP (bench/compare)"
-	@echo "make test         gofmt check, go vet, go test -race ./..."
+	@echo "make test         gofmt check, go vet, go test -race ./... (and in each module under contrib/)"
 	@echo "make examples     build and run every program in examples/, each bounded in time"
 	@echo "make bench        every benchmark for BENCHTIME=$(BENCHTIME)"
 	@echo "make bench-ring   the ring against a buffered channel, compared by benchstat"
@@ -40,10 +40,15 @@ help:
 # vet takes -race so that it compiles dependencies exactly as go test -race
 # does: one build of the dependency tree serves both, which matters on a
 # small CI machine.
+# The integrations are Go modules of their own (so that the library's
+# go.mod never depends on an actor runtime); their tests run here too.
+CONTRIB := contrib/protoactor
+
 test:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -race ./...
 	$(GO) test -race -count=1 ./...
+	@set -e; for m in $(CONTRIB); do echo "== $$m"; (cd $$m && $(GO) vet -race ./... && $(GO) test -race -count=1 ./...); done
 
 # One build for all examples (with -race: it shares the build cache of
 # make test, and catches races), then each runs to completion or fails; none
@@ -52,7 +57,11 @@ EXAMPLE_TIMEOUT ?= 120s
 examples:
 	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	$(GO) build -race -o "$$dir/" ./examples/...; \
-	for ex in examples/*/; do n=$$(basename $$ex); echo "== examples/$$n"; timeout $(EXAMPLE_TIMEOUT) "$$dir/$$n"; done
+	for ex in examples/*/; do n=$$(basename $$ex); echo "== examples/$$n"; timeout $(EXAMPLE_TIMEOUT) "$$dir/$$n"; done; \
+	for m in $(CONTRIB); do \
+	  (cd $$m && $(GO) build -race -o "$$dir/contrib/" ./examples/...); \
+	  for ex in $$m/examples/*/; do n=$$(basename $$ex); echo "== $$m/examples/$$n"; timeout $(EXAMPLE_TIMEOUT) "$$dir/contrib/$$n"; done; \
+	done
 
 demo:
 	$(GO) run ./bench/cmd/courier-bench
@@ -110,6 +119,7 @@ proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-go-vtpro
 	PATH="$(BIN):$$PATH" protoc -I bench/compare/pb \
 	  --go_out=bench/compare --go_opt=module=github.com/courier-go/courier/bench/compare \
 	  --go-grpc_out=bench/compare --go-grpc_opt=module=github.com/courier-go/courier/bench/compare \
+	  --go-vtproto_out=bench/compare --go-vtproto_opt=module=github.com/courier-go/courier/bench/compare,features=marshal+unmarshal+unmarshal_unsafe+size \
 	  bench/compare/pb/compare.proto
 
 check-proto: proto

@@ -3,9 +3,11 @@ package serial
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/courier-go/courier/batch"
 	"google.golang.org/protobuf/proto"
@@ -28,6 +30,17 @@ type Registry struct {
 	// whose names the resolver found: protoreflect.MessageDescriptor →
 	// *nameEntry. Descriptors are pointers, so a lookup hashes one word.
 	byDesc sync.Map
+	// byType caches the same by Go type: reflect.Type → *lastType. last is
+	// the entry the sending side used last: a sender of one type at a time,
+	// the common case, skips protobuf's reflection and the map lookup.
+	// Entries are made once per type, so switching types allocates nothing.
+	byType sync.Map
+	last   atomic.Pointer[lastType]
+}
+
+type lastType struct {
+	t    reflect.Type
+	name string
 }
 
 type typeEntry struct{ mt protoreflect.MessageType }
@@ -195,11 +208,33 @@ func (r *Registry) message(msg any) (proto.Message, string, error) {
 	if !ok {
 		return nil, "", fmt.Errorf("%w: %T", ErrUnsupported, msg)
 	}
+	t := reflect.TypeOf(msg)
+	e := r.last.Load()
+	if e == nil || e.t != t {
+		v, ok := r.byType.Load(t)
+		if !ok {
+			_, name, err := r.resolveMessage(m)
+			if err != nil {
+				return nil, "", err
+			}
+			v, _ = r.byType.LoadOrStore(t, &lastType{t: t, name: name})
+		}
+		e = v.(*lastType)
+		r.last.Store(e)
+	}
+	if v := reflect.ValueOf(msg); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, "", fmt.Errorf("%w: nil %T", ErrUnsupported, msg)
+	}
+	return m, e.name, nil
+}
+
+// resolveMessage is message without the last-type cache.
+func (r *Registry) resolveMessage(m proto.Message) (proto.Message, string, error) {
 	pm := m.ProtoReflect()
 	if !pm.IsValid() {
 		// A nil pointer encodes as an empty message, which the receiver
 		// would decode as a non-nil one: refuse it rather than change it.
-		return nil, "", fmt.Errorf("%w: nil %T", ErrUnsupported, msg)
+		return nil, "", fmt.Errorf("%w: nil %T", ErrUnsupported, m)
 	}
 	desc := pm.Descriptor()
 	if e, ok := r.byDesc.Load(desc); ok {

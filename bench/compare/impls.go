@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/bench/compare/pb"
+	"github.com/courier-go/courier/contrib/protoactor/courierremote"
 	"github.com/courier-go/courier/manager"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,6 +27,8 @@ func init() {
 	register(courierImpl{})
 	register(protoactorImpl{label: "protoactor-default"})
 	register(protoactorImpl{label: "protoactor-batch", batch: manager.DefaultBatchEnvelopes})
+	register(protoactorImpl{label: "protoactor-courier", courier: true})
+	register(protoactorLocalImpl{})
 	register(grpcImpl{batched: false})
 	register(grpcImpl{batched: true})
 	register(grpcCeilingImpl{})
@@ -137,9 +140,13 @@ func (courierImpl) probe(snd sender, n int, timeout time.Duration) (map[string][
 
 // protoactor-go -----------------------------------------------------------
 
+// protoactorImpl is protoactor-go with a remote layer: its own (with its
+// defaults or a larger batch) or courier through courierremote. Every
+// variant runs the same actors with the same messages.
 type protoactorImpl struct {
-	label string
-	batch int // 0: protoactor's default
+	label   string
+	batch   int  // 0: protoactor's default
+	courier bool // courier through courierremote instead of protoactor-go's remote
 }
 
 func (p protoactorImpl) name() string { return p.label }
@@ -150,18 +157,38 @@ func quietSystem() *actor.ActorSystem {
 	}))
 }
 
-func (p protoactorImpl) config() *remote.Config {
+// startRemote starts the variant's remote layer on system and returns the
+// function that stops it. Over courier, both nodes wait for room in a full
+// queue (manager.Block, as the courier row's sender does) instead of
+// dead-lettering: protoactor-go's remote queues up to a million messages
+// per endpoint, and the ping/pong scenario keeps 16 000 in flight.
+func (p protoactorImpl) startRemote(system *actor.ActorSystem) (stop func(), err error) {
+	if p.courier {
+		r, err := courierremote.Start(context.Background(), system, courierremote.Configure("127.0.0.1", 0),
+			manager.WithOverflowPolicy(manager.Block))
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = r.Shutdown(ctx)
+		}, nil
+	}
 	var opts []remote.ConfigOption
 	if p.batch > 0 {
 		opts = append(opts, remote.WithEndpointWriterBatchSize(p.batch))
 	}
-	return remote.Configure("127.0.0.1", 0, opts...)
+	r := remote.NewRemote(system, remote.Configure("127.0.0.1", 0, opts...))
+	r.Start()
+	return func() { r.Shutdown(false) }, nil
 }
 
 func (p protoactorImpl) serve(slow time.Duration) (string, error) {
 	system := quietSystem()
-	r := remote.NewRemote(system, p.config())
-	r.Start()
+	if _, err := p.startRemote(system); err != nil {
+		return "", err
+	}
 	sink := actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*pb.Payload); ok {
 			delivered.Add(1)
@@ -175,8 +202,20 @@ func (p protoactorImpl) serve(slow time.Duration) (string, error) {
 			ctx.Respond(&pb.Response{SentUnixNano: m.SentUnixNano})
 		}
 	})
+	// ponger answers the ping/pong scenario's pings, counting them.
+	ponger := actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*pb.Request); ok {
+			delivered.Add(1)
+			ctx.Respond(&pb.Response{})
+		}
+	})
 	for name, props := range map[string]*actor.Props{"sink": sink, "echo": echo} {
 		if _, err := system.Root.SpawnNamed(props, name); err != nil {
+			return "", err
+		}
+	}
+	for i := range maxPairs {
+		if _, err := system.Root.SpawnNamed(ponger, pongerName(i)); err != nil {
 			return "", err
 		}
 	}
@@ -191,16 +230,18 @@ func (p protoactorImpl) serve(slow time.Duration) (string, error) {
 
 type protoactorSender struct {
 	system *actor.ActorSystem
-	r      *remote.Remote
+	stop   func()
 	sink   *actor.PID
 	addr   string
 }
 
 func (p protoactorImpl) dial(addr string) (sender, error) {
 	system := quietSystem()
-	r := remote.NewRemote(system, p.config())
-	r.Start()
-	return &protoactorSender{system: system, r: r, sink: actor.NewPID(addr, "sink"), addr: addr}, nil
+	stop, err := p.startRemote(system)
+	if err != nil {
+		return nil, err
+	}
+	return &protoactorSender{system: system, stop: stop, sink: actor.NewPID(addr, "sink"), addr: addr}, nil
 }
 
 func (s *protoactorSender) send(payload []byte) error {
@@ -209,7 +250,7 @@ func (s *protoactorSender) send(payload []byte) error {
 }
 
 func (s *protoactorSender) close() {
-	s.r.Shutdown(false)
+	s.stop()
 	s.system.Shutdown()
 }
 
@@ -676,4 +717,26 @@ func dialEcho() (net.Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// protoactorLocalImpl floods an actor in the same actor system, with no
+// remote layer: the cost of protoactor-go's local send, the floor under
+// any remote one.
+type protoactorLocalImpl struct{}
+
+func (protoactorLocalImpl) name() string { return "protoactor-local" }
+func (protoactorLocalImpl) inProcess()   {}
+
+func (protoactorLocalImpl) serve(time.Duration) (string, error) {
+	return "", fmt.Errorf("protoactor-local runs in one process")
+}
+
+func (protoactorLocalImpl) dial(string) (sender, error) {
+	system := quietSystem()
+	sink := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*pb.Payload); ok {
+			delivered.Add(1)
+		}
+	}))
+	return &protoactorSender{system: system, stop: func() {}, sink: sink}, nil
 }

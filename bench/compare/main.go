@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"runtime/trace"
 	"slices"
 	"strings"
@@ -87,7 +88,20 @@ const probeGap = 10 * time.Millisecond
 
 var impls = map[string]impl{}
 
-var traceFile *string
+var traceFile, cpuProfile *string
+
+// startCPUProfile writes a CPU profile to path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
 
 // startTrace writes an execution trace to path until the returned stop.
 func startTrace(path string) (stop func(), err error) {
@@ -127,6 +141,23 @@ type usage struct {
 	CPU       int64   `json:"cpu_ns"`
 	Mallocs   uint64  `json:"mallocs"`
 	OneWay    []int64 `json:"one_way_ns,omitempty"` // since the last report
+	// RSS is the process's resident set now and PeakRSS its most, in bytes.
+	RSS     int64 `json:"rss"`
+	PeakRSS int64 `json:"peak_rss"`
+}
+
+// residentBytes reads the process's resident set size from /proc, 0 where
+// there is none.
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, resident int64
+	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
+		return 0
+	}
+	return resident * int64(os.Getpagesize())
 }
 
 func readUsage() usage {
@@ -138,7 +169,8 @@ func readUsage() usage {
 	lat := oneWay.lat
 	oneWay.lat = nil
 	oneWay.Unlock()
-	return usage{Delivered: delivered.Load(), CPU: ru.Utime.Nano() + ru.Stime.Nano(), Mallocs: ms.Mallocs, OneWay: lat}
+	return usage{Delivered: delivered.Load(), CPU: ru.Utime.Nano() + ru.Stime.Nano(), Mallocs: ms.Mallocs, OneWay: lat,
+		RSS: residentBytes(), PeakRSS: ru.Maxrss << 10}
 }
 
 // child side: serve, print the address, answer "report" lines on stdin with
@@ -176,6 +208,9 @@ func startChild(name string, slow time.Duration) (*child, error) {
 		return nil, err
 	}
 	args := []string{"-child", name, fmt.Sprintf("-child-slow=%v", slow)}
+	if *cpuProfile != "" {
+		args = append(args, "-cpuprofile", *cpuProfile+".child")
+	}
 	if *traceFile != "" {
 		args = append(args, "-trace", *traceFile+".child")
 	}
@@ -231,12 +266,37 @@ type sample struct {
 	CPUPerMsg float64                  `json:"cpu_ns_per_msg"`
 	Allocs    float64                  `json:"allocs_per_msg"`
 	BytesPer  float64                  `json:"alloc_bytes_per_msg"`
+	RSS       int64                    `json:"receiver_rss,omitempty"`
+	PeakRSS   int64                    `json:"receiver_peak_rss,omitempty"`
 	Probes    map[string]time.Duration `json:"probe_p99_ns,omitempty"`
 	ProbeP50  map[string]time.Duration `json:"probe_p50_ns,omitempty"`
 }
 
+// receiver is the receiving side of a run: a child process, or this
+// process for an in-process reference.
+type receiver interface {
+	report() (usage, error)
+	stop()
+}
+
+// inProcess is an implementation whose receiver runs in this process, a
+// reference with no transport at all.
+type inProcess interface{ inProcess() }
+
+// here is the receiver of an in-process implementation: its deliveries
+// are counted in this process, whose CPU and allocations the run counts
+// already.
+type here struct{}
+
+func (here) report() (usage, error) { return usage{Delivered: delivered.Load()}, nil }
+func (here) stop()                  {}
+
 // connect starts name's receiving child and dials it.
-func connect(name string, slow time.Duration) (*child, sender, error) {
+func connect(name string, slow time.Duration) (receiver, sender, error) {
+	if _, ok := impls[name].(inProcess); ok {
+		snd, err := impls[name].dial("")
+		return here{}, snd, err
+	}
 	c, err := startChild(name, slow)
 	if err != nil {
 		return nil, nil, err
@@ -334,7 +394,7 @@ func throughput(name string, payload, senders int, d time.Duration) (sample, err
 
 // waitFor polls the child until it has delivered want messages (or, for
 // want < 0, until its count stops moving) and returns its last report.
-func waitFor(c *child, want int64) (usage, error) {
+func waitFor(c receiver, want int64) (usage, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	var last usage
 	for i := 0; ; i++ {
@@ -359,7 +419,7 @@ func priority(name string, senders int, d time.Duration) (sample, error) {
 	s := sample{Impl: name, Scenario: "priority", Payload: 1024, Senders: senders}
 	p, ok := impls[name].(prober)
 	if !ok {
-		return s, nil
+		return s, errSkip
 	}
 	c, snd, err := connect(name, 200*time.Microsecond)
 	if err != nil {
@@ -422,9 +482,11 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds; every implementation runs once per round, interleaved")
 	duration := flag.Duration("duration", 2*time.Second, "how long each run sends")
 	only := flag.String("impls", "", "comma-separated implementations to run (default all)")
-	scenarios := flag.String("scenarios", "throughput,priority", "comma-separated scenarios to run")
+	scenarios := flag.String("scenarios", "throughput,pingpong,priority,burst", "comma-separated scenarios to run: throughput (one way, 64 B and 1 KiB), pingpong (protoactor-go's remote benchmark shape, the actor runtimes only), priority, burst (2 M messages of 64 B; the receiver's memory after them)")
+	pairs := flag.Int("pairs", 16, "actor pairs in the ping/pong scenario")
 	jsonPath := flag.String("json", "compare.json", "write the samples as JSON to this file (empty: don't)")
 	floodSenders := flag.Int("priority-senders", 4, "goroutines flooding the user path in the priority scenario; 0 times the probes on an idle path")
+	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	traceFile = flag.String("trace", "", "write an execution trace of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	idle := flag.Bool("idle-floor", false, "only measure how late this machine wakes an idle thread (a 200µs sleep; a TCP ping-pong after 1ms idle; how far the clock jumps between two reads in a tight loop), for -duration each")
 	flag.Parse()
@@ -434,6 +496,14 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer stop()
 	}
 	if *traceFile != "" {
 		stop, err := startTrace(*traceFile)
@@ -450,7 +520,7 @@ func main() {
 		}
 		return
 	}
-	names := []string{"courier", "protoactor-default", "protoactor-batch", "grpc-raw", "grpc-batched", "grpc-ceiling", "tcp"}
+	names := []string{"courier", "protoactor-courier", "protoactor-default", "protoactor-batch", "protoactor-local", "grpc-raw", "grpc-batched", "grpc-ceiling", "tcp"}
 	if *only != "" {
 		names = strings.Split(*only, ",")
 	}
@@ -460,7 +530,7 @@ func main() {
 		senders  int
 	}
 	var jobs []job
-	for _, j := range []job{{"throughput", 64, 16}, {"throughput", 1024, 16}, {"priority", 1024, *floodSenders}} {
+	for _, j := range []job{{"throughput", 64, 16}, {"throughput", 1024, 16}, {"pingpong", 0, *pairs}, {"priority", 1024, *floodSenders}, {"burst", 64, 16}} {
 		if slices.Contains(strings.Split(*scenarios, ","), j.scenario) {
 			jobs = append(jobs, j)
 		}
@@ -472,10 +542,18 @@ func main() {
 				fmt.Fprintf(os.Stderr, "round %d: %s %s payload=%d senders=%d\n", round, name, j.scenario, j.payload, j.senders)
 				var s sample
 				var err error
-				if j.scenario == "throughput" {
+				switch {
+				case j.scenario == "throughput":
 					s, err = throughput(name, j.payload, j.senders, *duration)
-				} else {
+				case j.scenario == "pingpong":
+					s, err = pingpong(name, j.senders, *duration)
+				case j.scenario == "burst":
+					s, err = burst(name)
+				default:
 					s, err = priority(name, j.senders, *duration)
+				}
+				if errors.Is(err, errSkip) {
+					continue
 				}
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "  %s: %v\n", name, err)
@@ -518,22 +596,41 @@ func printTable(w io.Writer, samples []sample) {
 		return v[len(v)/2], v[0], v[len(v)-1]
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "payload\timpl\tmsgs/s\tspread\tMB/s\tcourier ×\tCPU ns/msg\tallocs/msg\tB/msg\t")
-	courierRate := map[int]float64{}
+	fmt.Fprintln(tw, "payload\timpl\tmsgs/s\tspread\tMB/s\tcourier ×\tpa-courier ×\tCPU ns/msg\tallocs/msg\tB/msg\t")
+	// The ratio columns: courier's and protoactor-go over courier's median
+	// rate in the same scenario and payload, over each row's.
+	type job struct {
+		scenario string
+		payload  int
+	}
+	courierRate, paCourierRate := map[job]float64{}, map[job]float64{}
 	for _, k := range order {
-		if k.impl == "courier" && k.scenario == "throughput" {
-			var r []float64
-			for _, s := range groups[k] {
-				r = append(r, s.BytesPerS)
+		if k.scenario == "priority" {
+			continue
+		}
+		var r []float64
+		for _, s := range groups[k] {
+			r = append(r, s.MsgsPerS)
+			if _, ok := impls[k.impl].(byteCounter); ok {
+				r[len(r)-1] = s.BytesPerS / float64(max(k.payload, 1))
 			}
-			courierRate[k.payload], _, _ = median(r)
+		}
+		switch k.impl {
+		case "courier":
+			courierRate[job{k.scenario, k.payload}], _, _ = median(r)
+		case "protoactor-courier":
+			paCourierRate[job{k.scenario, k.payload}], _, _ = median(r)
 		}
 	}
-	var prio []key
+	var prio, bursts []key
 	for _, k := range order {
 		g := groups[k]
 		if k.scenario == "priority" {
 			prio = append(prio, k)
+			continue
+		}
+		if k.scenario == "burst" {
+			bursts = append(bursts, k)
 			continue
 		}
 		var rate, bps, cpu, allocs, bytes []float64
@@ -549,17 +646,45 @@ func printTable(w io.Writer, samples []sample) {
 		c, _, _ := median(cpu)
 		a, _, _ := median(allocs)
 		by, _, _ := median(bytes)
-		ratio := ""
-		if cr := courierRate[k.payload]; cr > 0 && mb > 0 {
-			ratio = fmt.Sprintf("%.2f", cr/mb)
-		}
+		perSec := m
 		rateCol, spread := fmt.Sprintf("%.0f", m), fmt.Sprintf("%.0f–%.0f", lo, hi)
 		if _, ok := impls[k.impl].(byteCounter); ok {
+			perSec = mb / float64(max(k.payload, 1))
 			rateCol, spread = "", ""
 		}
-		fmt.Fprintf(tw, "%d B\t%s\t%s\t%s\t%.1f\t%s\t%.0f\t%.2f\t%.0f\t\n", k.payload, k.impl, rateCol, spread, mb/1e6, ratio, c, a, by)
+		ratio := func(base float64) string {
+			if base > 0 && perSec > 0 {
+				return fmt.Sprintf("%.2f", base/perSec)
+			}
+			return ""
+		}
+		label := fmt.Sprintf("%d B", k.payload)
+		if k.scenario == "pingpong" {
+			label = "ping/pong"
+		}
+		j := job{k.scenario, k.payload}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%.0f\t%.2f\t%.0f\t\n", label, k.impl, rateCol, spread, mb/1e6,
+			ratio(courierRate[j]), ratio(paCourierRate[j]), c, a, by)
 	}
 	tw.Flush()
+	if len(bursts) > 0 {
+		fmt.Fprintf(w, "\nthe receiving process after a burst of %d messages of 64 B from 16 senders\n\n", burstMessages)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "impl\tmsgs/s\tRSS after MiB\tspread\tpeak RSS MiB\tspread\t")
+		for _, k := range bursts {
+			var rate, rss, peak []float64
+			for _, s := range groups[k] {
+				rate = append(rate, s.MsgsPerS)
+				rss = append(rss, float64(s.RSS)/(1<<20))
+				peak = append(peak, float64(s.PeakRSS)/(1<<20))
+			}
+			m, _, _ := median(rate)
+			r, rlo, rhi := median(rss)
+			p, plo, phi := median(peak)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f–%.0f\t%.0f\t%.0f–%.0f\t\n", k.impl, m, r, rlo, rhi, p, plo, phi)
+		}
+		tw.Flush()
+	}
 	if len(prio) == 0 {
 		return
 	}

@@ -1,0 +1,230 @@
+package courierremote
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// echo answers every StringValue with the same text upper-cased, and
+// tells the header "trace" back as a second reply field when present.
+func echo(ctx actor.Context) {
+	if m, ok := ctx.Message().(*wrapperspb.StringValue); ok {
+		reply := strings.ToUpper(m.Value)
+		if h := ctx.MessageHeader(); h != nil && h.Get("trace") != "" {
+			reply += " trace=" + h.Get("trace")
+		}
+		if ctx.Sender() != nil {
+			reply += " from=" + ctx.Sender().Id + "@" + ctx.Sender().Address
+		}
+		ctx.Respond(wrapperspb.String(reply))
+	}
+}
+
+func TestStartSetsTheSystemsAddress(t *testing.T) {
+	n := startNode(t, nil)
+	if n.system.Address() != n.r.Address() || n.r.Address() != n.r.Manager().Addr() {
+		t.Fatalf("system %q, remote %q, courier %q: want one address", n.system.Address(), n.r.Address(), n.r.Manager().Addr())
+	}
+	if GetRemote(n.system) != n.r {
+		t.Fatal("GetRemote does not return the remote")
+	}
+	if _, err := Start(context.Background(), n.system, Configure("127.0.0.1", 0)); !errors.Is(err, ErrAlreadyStarted) {
+		t.Fatalf("second Start: %v, want ErrAlreadyStarted", err)
+	}
+}
+
+func TestStartValidates(t *testing.T) {
+	system := quietSystem()
+	defer system.Shutdown()
+	_, err := Start(context.Background(), system, Configure("127.0.0.1", 70000, WithKinds(nil)))
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("port 70000: %v, want ErrInvalidConfig", err)
+	}
+	if _, err := Start(context.Background(), system, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("nil config: %v, want ErrInvalidConfig", err)
+	}
+	if _, err := Start(context.Background(), system, Configure("127.0.0.1", 0, WithSerializerID(9))); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("serializer 9: %v, want ErrInvalidConfig", err)
+	}
+}
+
+func TestRequestFutureAcrossNodes(t *testing.T) {
+	a, b := startNode(t, nil), startNode(t, nil)
+	pid := b.spawn("echo", echo)
+	remotePID := actor.NewPID(b.r.Address(), pid.Id)
+	res, err := a.system.Root.RequestFuture(remotePID, wrapperspb.String("hello"), 5*time.Second).Result()
+	if err != nil {
+		t.Fatalf("RequestFuture: %v", err)
+	}
+	got := res.(*wrapperspb.StringValue).Value
+	if !strings.HasPrefix(got, "HELLO from=future$") {
+		t.Fatalf("reply %q, want HELLO from the future", got)
+	}
+}
+
+func TestRequestCarriesSenderAndHeaders(t *testing.T) {
+	a, b := startNode(t, nil), startNode(t, nil)
+	b.spawn("echo", echo)
+	replies := newInbox()
+	client := a.spawn("client", func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *wrapperspb.BytesValue: // the test's command: send the request
+			env := &actor.MessageEnvelope{Header: map[string]string{"trace": "t-17"},
+				Message: wrapperspb.String(string(m.Value)), Sender: ctx.Self()}
+			ctx.Send(actor.NewPID(b.r.Address(), "echo"), env)
+		case *wrapperspb.StringValue:
+			replies.ch <- fmt.Sprintf("%s sender=%v", m.Value, ctx.Sender())
+		}
+	})
+	a.system.Root.Send(client, wrapperspb.Bytes([]byte("ping")))
+	got := replies.next(t, 5*time.Second).(string)
+	// Respond sends no sender, as protoactor-go's own remote.
+	want := fmt.Sprintf("PING trace=t-17 from=client@%s sender=<nil>", a.r.Address())
+	if got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	// Request sets the sender as well.
+	a.system.Root.Send(client, wrapperspb.Bytes(nil))
+	_ = replies.next(t, 5*time.Second)
+}
+
+func TestRequestWithoutFutureIsAnsweredToTheSender(t *testing.T) {
+	a, b := startNode(t, nil), startNode(t, nil)
+	b.spawn("echo", echo)
+	got := newInbox()
+	asker := a.spawn("asker", func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *wrapperspb.BytesValue:
+			ctx.Request(actor.NewPID(b.r.Address(), "echo"), wrapperspb.String("q"))
+		case *wrapperspb.StringValue:
+			got.ch <- m.Value
+		}
+	})
+	a.system.Root.Send(asker, wrapperspb.Bytes(nil))
+	if v, want := got.next(t, 5*time.Second), "Q from=asker@"+a.r.Address(); v != want {
+		t.Fatalf("got %v, want %q", v, want)
+	}
+}
+
+func TestLocalPIDsNeverReachTheTransport(t *testing.T) {
+	a := startNode(t, nil)
+	a.spawn("echo", echo)
+	for _, pid := range []*actor.PID{actor.NewPID(a.r.Address(), "echo"), a.system.NewLocalPID("echo")} {
+		res, err := a.system.Root.RequestFuture(pid, wrapperspb.String("x"), 5*time.Second).Result()
+		if err != nil || !strings.HasPrefix(res.(*wrapperspb.StringValue).Value, "X") {
+			t.Fatalf("local request to %v: %v %v", pid, res, err)
+		}
+	}
+	if err := a.r.Send(actor.NewPID(a.r.Address(), "echo"), wrapperspb.String("y")); err != nil {
+		t.Fatalf("Remote.Send to a local PID: %v", err)
+	}
+	if eps := a.r.Manager().AllStats(); len(eps) != 0 {
+		t.Fatalf("local sends created %d courier endpoints: %+v", len(eps), eps)
+	}
+}
+
+func TestShutdownFlushesWithinItsContext(t *testing.T) {
+	a, b := startNode(t, nil), startNode(t, nil)
+	const n = 2000
+	got := make(chan struct{}, n)
+	b.spawn("sink", func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*wrapperspb.Int64Value); ok {
+			got <- struct{}{}
+		}
+	})
+	sink := actor.NewPID(b.r.Address(), "sink")
+	for i := range n {
+		a.system.Root.Send(sink, wrapperspb.Int64(int64(i)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.r.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	timer := time.NewTimer(5 * time.Second)
+	defer timer.Stop()
+	for i := range n {
+		select {
+		case <-got:
+		case <-timer.C:
+			t.Fatalf("%d of %d delivered after Shutdown returned", i, n)
+		}
+	}
+	// After Shutdown, a remote send is a dead letter, never a panic.
+	if err := a.r.Send(sink, wrapperspb.Int64(0)); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Send after Shutdown: %v, want ErrStopped", err)
+	}
+	dead := record[*actor.DeadLetterEvent](t, a)
+	a.system.Root.Send(sink, wrapperspb.Int64(1))
+	dead.wait(t, "dead letter after shutdown", 5*time.Second, func(*actor.DeadLetterEvent) bool { return true })
+}
+
+// childEnv names the variable that makes the test binary a child node.
+const childEnv = "COURIERREMOTE_TEST_CHILD"
+
+// runChild is the child process's node: an echo actor, its address on
+// stdout, until stdin closes.
+func runChild() {
+	system := quietSystem()
+	r, err := Start(context.Background(), system, Configure("127.0.0.1", 0))
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	if _, err := system.Root.SpawnNamed(actor.PropsFromFunc(echo), "echo"); err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	fmt.Println("ADDR", r.Address())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.Shutdown(ctx)
+	system.Shutdown()
+	os.Exit(0)
+}
+
+func TestNodeInAChildProcess(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("child: %v", err)
+		}
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ADDR ") {
+		t.Fatalf("child said %q, %v", line, err)
+	}
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	a := startNode(t, nil)
+	res, err := a.system.Root.RequestFuture(actor.NewPID(addr, "echo"), wrapperspb.String("child"), 10*time.Second).Result()
+	if err != nil {
+		t.Fatalf("request to the child: %v", err)
+	}
+	if v := res.(*wrapperspb.StringValue).Value; !strings.HasPrefix(v, "CHILD") {
+		t.Fatalf("child answered %q", v)
+	}
+}
