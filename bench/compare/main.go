@@ -90,30 +90,28 @@ var impls = map[string]impl{}
 
 var traceFile, cpuProfile *string
 
-// startCPUProfile writes a CPU profile to path until the returned stop.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
-}
-
 // startTrace writes an execution trace to path until the returned stop.
 func startTrace(path string) (stop func(), err error) {
+	return startProfile(path, trace.Start, trace.Stop)
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	return startProfile(path, pprof.StartCPUProfile, pprof.StopCPUProfile)
+}
+
+// startProfile creates path and writes a profile to it from start until
+// the returned stop.
+func startProfile(path string, start func(io.Writer) error, end func()) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := trace.Start(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return func() { trace.Stop(); f.Close() }, nil
+	return func() { end(); f.Close() }, nil
 }
 
 func register(i impl) { impls[i.name()] = i }
@@ -363,10 +361,7 @@ func throughput(name string, payload, senders int, d time.Duration) (sample, err
 	if err != nil {
 		return s, err
 	}
-	var ms0 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	u0 := readUsage()
-	start := time.Now()
+	m := startMeter(base)
 	n, err := run(d)
 	if err != nil {
 		return s, err
@@ -375,10 +370,7 @@ func throughput(name string, payload, senders int, d time.Duration) (sample, err
 	if err != nil {
 		return s, err
 	}
-	elapsed := time.Since(start)
-	var ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms1)
-	u1 := readUsage()
+	elapsed := time.Since(m.start)
 	got := final.Delivered - base.Delivered
 	s.MsgsPerS = float64(got) / elapsed.Seconds()
 	s.BytesPerS = s.MsgsPerS * float64(payload)
@@ -386,10 +378,37 @@ func throughput(name string, payload, senders int, d time.Duration) (sample, err
 		s.BytesPerS = s.MsgsPerS // counts are bytes
 		got = max(got/int64(payload), 1)
 	}
-	s.CPUPerMsg = float64(u1.CPU-u0.CPU+final.CPU-base.CPU) / float64(got)
-	s.Allocs = float64(u1.Mallocs-u0.Mallocs+final.Mallocs-base.Mallocs) / float64(got)
-	s.BytesPer = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(got)
+	m.finish(&s, final, float64(got))
 	return s, nil
+}
+
+// meter measures what both processes spend over a run: CPU, allocations
+// and bytes allocated.
+type meter struct {
+	base  usage // the receiver's, at the start
+	ms0   runtime.MemStats
+	u0    usage
+	start time.Time
+}
+
+// startMeter starts measuring; base is the receiver's usage now.
+func startMeter(base usage) *meter {
+	m := &meter{base: base}
+	runtime.ReadMemStats(&m.ms0)
+	m.u0 = readUsage()
+	m.start = time.Now()
+	return m
+}
+
+// finish records in s what the run spent per message, for msgs messages,
+// with final the receiver's usage at the end.
+func (m *meter) finish(s *sample, final usage, msgs float64) {
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	u1 := readUsage()
+	s.CPUPerMsg = float64(u1.CPU-m.u0.CPU+final.CPU-m.base.CPU) / msgs
+	s.Allocs = float64(u1.Mallocs-m.u0.Mallocs+final.Mallocs-m.base.Mallocs) / msgs
+	s.BytesPer = float64(ms1.TotalAlloc-m.ms0.TotalAlloc) / msgs
 }
 
 // waitFor polls the child until it has delivered want messages (or, for

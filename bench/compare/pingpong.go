@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -100,27 +99,19 @@ func pingpong(name string, pairs int, d time.Duration) (sample, error) {
 	if err != nil {
 		return s, err
 	}
-	var ms0 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	u0 := readUsage()
-	start := time.Now()
+	m := startMeter(base)
 	pongs, err := pp.pingpong(snd, pairs, d)
 	if err != nil {
 		return s, err
 	}
-	elapsed := time.Since(start)
+	elapsed := time.Since(m.start)
 	final, err := c.report()
 	if err != nil {
 		return s, err
 	}
-	var ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms1)
-	u1 := readUsage()
 	msgs := float64(2 * pongs) // pings and pongs
 	s.MsgsPerS = msgs / elapsed.Seconds()
-	s.CPUPerMsg = float64(u1.CPU-u0.CPU+final.CPU-base.CPU) / msgs
-	s.Allocs = float64(u1.Mallocs-u0.Mallocs+final.Mallocs-base.Mallocs) / msgs
-	s.BytesPer = float64(ms1.TotalAlloc-ms0.TotalAlloc) / msgs
+	m.finish(&s, final, msgs)
 	return s, nil
 }
 

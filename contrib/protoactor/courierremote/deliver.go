@@ -25,7 +25,7 @@ func (h handler) Deliver(peer manager.Peer, env *manager.Envelope) {
 }
 
 func (r *Remote) deliverUser(peer manager.Peer, env *manager.Envelope) {
-	sender := senderPID(peer, env)
+	sender := r.senderPID(peer, env)
 	msg, err := r.decodeUser(env)
 	if err != nil {
 		r.undeliverable(peer, r.localPID(env.Target, uint32(env.RequestID)), sender, env, err)
@@ -64,15 +64,15 @@ func (r *Remote) localPID(id string, requestID uint32) *actor.PID {
 
 // senderPID returns the PID env names as its sender, nil if none. A sender
 // without an address is on the peer.
-func senderPID(peer manager.Peer, env *manager.Envelope) *actor.PID {
+func (r *Remote) senderPID(peer manager.Peer, env *manager.Envelope) *actor.PID {
 	if env.SenderID == "" {
 		return nil
 	}
 	addr := peer.Address
 	if env.SenderAddress != "" {
-		addr = strings.Clone(env.SenderAddress)
+		addr = env.SenderAddress
 	}
-	return &actor.PID{Address: addr, Id: strings.Clone(env.SenderID), RequestId: uint32(env.RequestID >> 32)}
+	return r.senders.get(addr, env.SenderID, uint32(env.RequestID>>32))
 }
 
 // deliverSystem maps courier's system kinds onto protoactor-go's system

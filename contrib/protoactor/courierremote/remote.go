@@ -111,6 +111,8 @@ type Remote struct {
 	// addr is the node's address: the system's, and its PIDs'.
 	addr string
 	proc *process
+	// senders caches the PIDs of inbound envelopes' senders.
+	senders *pidCache
 
 	kinds   sync.Map // kind name → *actor.Props
 	spawned sync.Map // process id → kind name, of processes spawned for peers
@@ -156,6 +158,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg *Config, opts ...
 		r.kinds.Store(k, p)
 	}
 	r.proc = &process{r: r}
+	r.senders = newPIDCache()
 	all := []manager.Option{
 		manager.WithListenAddress(net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))),
 		manager.WithSystemID(system.ID),
