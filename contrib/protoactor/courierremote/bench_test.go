@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/manager"
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
