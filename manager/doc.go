@@ -8,9 +8,10 @@
 // Send looks the endpoint up without a global lock, creating it (and
 // dialing lazily) on first use, and pushes the envelope into the endpoint's
 // user or system queue: lock-free rings of fixed capacity. Each lane has its
-// own writer goroutine and its own gRPC stream on the endpoint's connection,
-// so system envelopes (watch, unwatch, terminated, stop) overtake a user
-// lane that is throttled or stalled by a slow receiver.
+// own writer goroutine and its own gRPC stream, on a TCP connection of its
+// own, so system envelopes (watch, unwatch, terminated, stop) overtake a
+// user lane that is throttled or stalled by a slow receiver, and never wait
+// behind the user bytes in flight on a busy link.
 //
 // # Guarantees
 //

@@ -356,21 +356,30 @@ func (ep *endpoint) run() {
 	}
 }
 
-// dial makes one connection attempt on a connection of its own: a
-// connection that went silent is not reused. It reports whether the
+// dial makes one connection attempt on connections of its own: one that
+// went silent is not reused. Each lane has its own TCP connection, so that
+// the system lane's frames never queue behind the user lane's bytes in
+// flight: with one connection, a user lane running at full speed into a
+// fast reader keeps up to a stream window of user data ahead of every
+// system frame (at 450 MB/s and 4 MiB, 9 ms). It reports whether the
 // connection came up, and why it ended.
 func (ep *endpoint) dial(again bool) (up bool, err error) {
-	conn, err := grpc.NewClient(ep.address, ep.m.dialOptions()...)
-	if err != nil {
-		return false, err
+	var clients [2]transportv1.TransportClient
+	for i := range clients {
+		conn, err := grpc.NewClient(ep.address, ep.m.dialOptions()...)
+		if err != nil {
+			return false, err
+		}
+		defer conn.Close()
+		clients[i] = transportv1.NewTransportClient(conn)
 	}
-	defer conn.Close()
-	return ep.connection(transportv1.NewTransportClient(conn), again)
+	return ep.connection(clients, again)
 }
 
-// connection opens both streams, runs them until one fails or the peer goes
-// silent, and returns why; up reports whether both streams opened.
-func (ep *endpoint) connection(client transportv1.TransportClient, again bool) (up bool, err error) {
+// connection opens both streams, each on its lane's connection, runs them
+// until one fails or the peer goes silent, and returns why; up reports
+// whether both streams opened.
+func (ep *endpoint) connection(clients [2]transportv1.TransportClient, again bool) (up bool, err error) {
 	ctx, cancel := context.WithCancel(ep.ctx)
 	defer cancel()
 	// Drain a failure report from the previous connection.
@@ -382,7 +391,7 @@ func (ep *endpoint) connection(client transportv1.TransportClient, again bool) (
 	var streams [2]transportv1.Transport_ConnectClient
 	var peer Peer
 	for i := range links {
-		l, s, p, err := ep.open(ctx, client, batch.Lane(i))
+		l, s, p, err := ep.open(ctx, clients[i], batch.Lane(i))
 		if err != nil {
 			return false, err
 		}

@@ -40,8 +40,8 @@ var (
 // WithMaxInboundConnections bounds the connections the node's listener
 // keeps open at once. A connection beyond it is closed as soon as it is
 // accepted, with an EventPeerRefused carrying ErrTooManyConnections.
-// Every peer that sends to this node holds one connection, and each
-// diagnostics call one while it lasts. Default: DefaultMaxInboundConnections.
+// Every peer that sends to this node holds two connections, one per lane,
+// and each diagnostics call one while it lasts. Default: DefaultMaxInboundConnections.
 func WithMaxInboundConnections(n int) Option {
 	return optionFunc(func(o *options) { o.maxConns = n })
 }
