@@ -144,6 +144,25 @@ type usage struct {
 	PeakRSS int64 `json:"peak_rss"`
 }
 
+// peakResidentBytes reads the process's peak resident set size (VmHWM)
+// from /proc, 0 where there is none. getrusage's maxrss would not do: a
+// child process inherits its parent's across fork and exec.
+func peakResidentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kib int64
+			if _, err := fmt.Sscan(rest, &kib); err == nil {
+				return kib << 10
+			}
+		}
+	}
+	return 0
+}
+
 // residentBytes reads the process's resident set size from /proc, 0 where
 // there is none.
 func residentBytes() int64 {
@@ -168,7 +187,7 @@ func readUsage() usage {
 	oneWay.lat = nil
 	oneWay.Unlock()
 	return usage{Delivered: delivered.Load(), CPU: ru.Utime.Nano() + ru.Stime.Nano(), Mallocs: ms.Mallocs, OneWay: lat,
-		RSS: residentBytes(), PeakRSS: ru.Maxrss << 10}
+		RSS: residentBytes(), PeakRSS: peakResidentBytes()}
 }
 
 // child side: serve, print the address, answer "report" lines on stdin with
