@@ -13,6 +13,7 @@ import (
 	"github.com/courier-go/courier/internal/wire"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/proto/courier/v1/transportv1"
+	"github.com/courier-go/courier/reader"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -277,4 +278,210 @@ func serveFake(t *testing.T, srv transportv1.TransportServer) string {
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
 	return lis.Addr().String()
+}
+
+// hostileBatch is a self-contained batch frame at pos: it resets the
+// dictionary and defines one string per envelope, its target. targets[i]
+// becomes envelope i, of system kind kinds[i] when kinds is long enough; an
+// empty target is sent as dictionary id 0, "no target".
+func hostileBatch(t *testing.T, pos uint64, targets []string, kinds ...courierv1.SystemKind) []byte {
+	t.Helper()
+	b := &courierv1.Batch{Position: pos, ResetDictionary: true}
+	for i, target := range targets {
+		env := &courierv1.Envelope{Payload: []byte(target)}
+		if target != "" {
+			b.NewStrings = append(b.NewStrings, []byte(target))
+			env.Target = uint32(len(b.NewStrings))
+		}
+		if i < len(kinds) {
+			env.SystemKind = kinds[i]
+		}
+		b.Envelopes = append(b.Envelopes, env)
+	}
+	return append([]byte{0}, mustMarshal(t, &courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: b}})...)
+}
+
+// probe sends a heartbeat behind every frame sent before it and reads until
+// the node answers it or ends the stream. The node handles a stream's
+// frames in order, so an answer means it accepted all of them: probe then
+// returns codes.OK; otherwise the code the stream ended with.
+func (p *rawPeer) probe(t *testing.T) codes.Code {
+	t.Helper()
+	hb, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{Heartbeat: &courierv1.Heartbeat{Nanos: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.s.SendMsg(hb) // fails if the node has ended the stream: RecvMsg says how
+	dec, err := batch.NewDecoder(batch.DecoderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	var in wire.InFrame
+	defer in.Free()
+	for {
+		if err := p.s.RecvMsg(&in); err != nil {
+			return status.Code(err)
+		}
+		d, err := dec.DecodeSegments(in.Segments())
+		if err != nil {
+			t.Fatalf("frame from the node: %v", err)
+		}
+		if d.Kind == batch.FrameHeartbeat && d.Control.GetHeartbeat().GetReply() {
+			return codes.OK
+		}
+	}
+}
+
+// deliveredFrom returns the targets c received from a peer incarnation, in
+// order.
+func (c *collector) deliveredFrom(incarnation uint64) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for i, p := range c.from {
+		if p.Incarnation == incarnation {
+			out = append(out, c.envs[i].Target)
+		}
+	}
+	return out
+}
+
+// hostileCase is a run of frames a peer sends after a valid handshake, and
+// how the node must answer: with the targets it delivers, and, unless want
+// is nil, a closed stream with an InvalidArgument status and a stream-error
+// event whose error wraps want.
+type hostileCase struct {
+	name   string
+	lane   courierv1.Lane
+	frames func(t *testing.T) [][]byte
+	want   error
+	got    []string
+}
+
+func runHostile(t *testing.T, cases []hostileCase) {
+	t.Helper()
+	recv := newCollector()
+	node := newNode(t, recv)
+	log := watch(node)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := dialRaw(t, node.Addr())
+			h := goodHello()
+			h.Incarnation = uint64(2000 + i)
+			if c.lane != courierv1.Lane_LANE_UNSPECIFIED {
+				h.Lane = c.lane
+			}
+			if _, err := p.handshake(h); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range c.frames(t) {
+				p.sendRaw(t, f)
+			}
+			code := p.probe(t)
+			// The stream has ended or answered: what it delivered is final.
+			if got := recv.deliveredFrom(h.Incarnation); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", c.got) {
+				t.Errorf("delivered %q, want %q", got, c.got)
+			}
+			if c.want == nil {
+				if code != codes.OK {
+					t.Fatalf("stream ended with %v, want it open", code)
+				}
+				return
+			}
+			if code != codes.InvalidArgument {
+				t.Fatalf("stream ended with %v, want InvalidArgument", code)
+			}
+			ev := log.waitFor(t, "stream error", 5*time.Second, func(e Event) bool {
+				return e.Type == EventStreamError && e.Peer.Incarnation == h.Incarnation
+			})
+			if !errors.Is(ev.Err, c.want) || !errors.Is(ev.Err, reader.ErrProtocol) {
+				t.Fatalf("event error %v, want %v", ev.Err, c.want)
+			}
+		})
+	}
+}
+
+func frames(fs ...func(t *testing.T) []byte) func(t *testing.T) [][]byte {
+	return func(t *testing.T) [][]byte {
+		var out [][]byte
+		for _, f := range fs {
+			out = append(out, f(t))
+		}
+		return out
+	}
+}
+
+func at(pos uint64, targets ...string) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte { return hostileBatch(t, pos, targets) }
+}
+
+func kinded(pos uint64, target string, kind courierv1.SystemKind) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte { return hostileBatch(t, pos, []string{target}, kind) }
+}
+
+// TestRefusesEnvelopeWithoutTarget: the schema requires a target, and Send
+// refuses an envelope without one; one that arrives anyway closes the
+// stream, and is not delivered.
+func TestRefusesEnvelopeWithoutTarget(t *testing.T) {
+	t.Parallel()
+	runHostile(t, []hostileCase{
+		{name: "target id 0", frames: frames(at(1, "ok"), at(2, "")), want: reader.ErrInvalidEnvelope, got: []string{"ok"}},
+		{name: "target defined empty", frames: frames(at(1, "ok"), func(t *testing.T) []byte {
+			return append([]byte{0}, mustMarshal(t, &courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: &courierv1.Batch{
+				Position: 2, NewStrings: [][]byte{{}}, Envelopes: []*courierv1.Envelope{{Target: 2}},
+			}}})...)
+		}), want: reader.ErrInvalidEnvelope, got: []string{"ok"}},
+		{name: "after valid ones in the same batch", frames: frames(at(1, "a", "b", "")), want: reader.ErrInvalidEnvelope},
+		{name: "system lane", lane: courierv1.Lane_LANE_SYSTEM, frames: frames(at(1, "")), want: reader.ErrInvalidEnvelope},
+	})
+}
+
+// TestRefusesBadPositions: a batch whose positions would lose or reorder
+// envelopes, or that wraps, closes the stream instead of being delivered
+// or dropped as duplicates.
+func TestRefusesBadPositions(t *testing.T) {
+	t.Parallel()
+	const top = ^uint64(0)
+	runHostile(t, []hostileCase{
+		{name: "position 0", frames: frames(at(0, "a")), want: reader.ErrBadPosition},
+		{name: "empty batch at 0", frames: frames(at(0)), want: reader.ErrBadPosition},
+		{name: "gap at the start", frames: frames(at(5, "a")), want: reader.ErrBadPosition},
+		{name: "gap after a delivery", frames: frames(at(1, "a"), at(3, "b")), want: reader.ErrBadPosition, got: []string{"a"}},
+		{name: "gap after a skip", frames: frames(at(10), at(12, "b")), want: reader.ErrBadPosition},
+		{name: "wraps past 2^64", frames: frames(at(top), at(top, "a", "b")), want: reader.ErrBadPosition},
+		{name: "wraps from the start", frames: frames(at(top-1, "a", "b", "c")), want: reader.ErrBadPosition},
+		{name: "system lane gap", lane: courierv1.Lane_LANE_SYSTEM, frames: frames(at(1, "a"), at(5, "b")), want: reader.ErrBadPosition, got: []string{"a"}},
+	})
+}
+
+// TestAcceptsPositionRules: what courier's own writer sends stays accepted:
+// resends that overlap what was delivered, stale skips, skips forward, and
+// the last position there is.
+func TestAcceptsPositionRules(t *testing.T) {
+	t.Parallel()
+	const top = ^uint64(0)
+	runHostile(t, []hostileCase{{
+		name: "resends and skips",
+		frames: frames(at(1, "a", "b"), at(2, "b", "c"), at(1, "a"), at(2), at(4, "d"),
+			at(10), at(3), at(10, "e"), at(top), at(top, "f"), at(top-1, "e2", "f2")),
+		got: []string{"a", "b", "c", "d", "e", "f"},
+	}})
+}
+
+// TestRefusesKindOffLane: the user lane carries only kind none, the system
+// lane the kinds courier knows and none; any other closes the stream.
+func TestRefusesKindOffLane(t *testing.T) {
+	t.Parallel()
+	sys := courierv1.Lane_LANE_SYSTEM
+	runHostile(t, []hostileCase{
+		{name: "watch on the user lane", frames: frames(at(1, "ok"), kinded(2, "w", courierv1.SystemKind_SYSTEM_KIND_WATCH)),
+			want: reader.ErrInvalidEnvelope, got: []string{"ok"}},
+		{name: "stop on the user lane", frames: frames(kinded(1, "s", courierv1.SystemKind_SYSTEM_KIND_STOP)), want: reader.ErrInvalidEnvelope},
+		{name: "unknown kind on the user lane", frames: frames(kinded(1, "x", 9)), want: reader.ErrInvalidEnvelope},
+		{name: "unknown kind on the system lane", lane: sys,
+			frames: frames(kinded(1, "s", courierv1.SystemKind_SYSTEM_KIND_STOP), at(2, "n"), kinded(3, "x", 9)),
+			want:   reader.ErrInvalidEnvelope, got: []string{"s", "n"}},
+		{name: "kind 255 on the system lane", lane: sys, frames: frames(kinded(1, "x", 255)), want: reader.ErrInvalidEnvelope},
+	})
 }

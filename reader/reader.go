@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +25,16 @@ var (
 	// ErrGoodbye: the peer closed the stream on purpose.
 	ErrGoodbye = errors.New("reader: peer said goodbye")
 	// ErrProtocol: the peer sent a frame that is well formed but not
-	// allowed here, such as a second Hello.
+	// allowed here, such as a second Hello, a batch that breaks the lane's
+	// numbering or an envelope its lane does not allow.
 	ErrProtocol = errors.New("reader: protocol violation")
+	// ErrInvalidEnvelope: a batch holds an envelope its lane does not allow:
+	// one without a target, or of a system kind that does not belong to the
+	// lane (see the package doc). It wraps ErrProtocol.
+	ErrInvalidEnvelope = fmt.Errorf("%w: invalid envelope", ErrProtocol)
+	// ErrBadPosition: a batch's positions break the lane's numbering (see
+	// the package doc); the error is a *PositionError. It wraps ErrProtocol.
+	ErrBadPosition = fmt.Errorf("%w: bad position", ErrProtocol)
 	// ErrHandlerPanic: the delivery handler panicked; the stream is closed.
 	ErrHandlerPanic = errors.New("reader: handler panicked")
 	// ErrSuperseded: a newer stream of the same peer and lane took over.
@@ -153,7 +163,8 @@ func (r *Receive) Waits() uint64 { return r.waits.Load() }
 
 // Run receives and delivers frames until the stream ends or fails. It
 // returns the reason: ErrGoodbye when the peer closed on purpose, a wrapped
-// batch sentinel for bad frames, or the stream's error.
+// batch sentinel for bad frames, ErrProtocol, wrapped, for frames that break
+// the rules of the package doc, or the stream's error.
 func (r *Receive) Run() error {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
@@ -180,6 +191,9 @@ func (r *Receive) Run() error {
 		}
 		switch d.Kind {
 		case batch.FrameBatch:
+			if err := checkEnvelopes(r.Lane, &d); err != nil {
+				return err
+			}
 			last, err := r.deliver(&d)
 			if err != nil {
 				return err
@@ -212,8 +226,67 @@ func (r *Receive) Run() error {
 	}
 }
 
+// checkEnvelopes refuses a batch that holds an envelope its lane does not
+// allow, before any of it is delivered: the schema requires a target, and a
+// kind is the transport's to interpret, so one it does not know, or one
+// outside the system lane, would reach the handler with a meaning nobody
+// gave it.
+func checkEnvelopes(lane batch.Lane, d *batch.Decoded) error {
+	for i := range d.Envelopes {
+		e := &d.Envelopes[i]
+		if e.Target == "" {
+			return fmt.Errorf("%w: %s lane, envelope %d of the batch at position %d has no target",
+				ErrInvalidEnvelope, lane, i, d.Position)
+		}
+		// KindStop is the highest kind courier knows.
+		if e.Kind != batch.KindNone && (lane != batch.LaneSystem || e.Kind > batch.KindStop) {
+			return fmt.Errorf("%w: %s lane, envelope %d of the batch at position %d is of kind %v",
+				ErrInvalidEnvelope, lane, i, d.Position, e.Kind)
+		}
+	}
+	return nil
+}
+
+// PositionError is a batch whose positions break the lane's numbering (see
+// the package doc). It wraps ErrBadPosition, and so ErrProtocol.
+type PositionError struct {
+	// Lane is the stream's lane.
+	Lane batch.Lane
+	// Position is the batch's position, Envelopes how many it holds.
+	Position  uint64
+	Envelopes int
+	// Last is the last position the lane had delivered or skipped.
+	Last uint64
+	// Rule says which rule the batch breaks.
+	Rule string
+}
+
+// Error describes the batch and the rule it breaks.
+func (e *PositionError) Error() string {
+	return fmt.Sprintf("%v: %s lane, batch of %d at position %d after %d: %s",
+		ErrBadPosition, e.Lane, e.Envelopes, e.Position, e.Last, e.Rule)
+}
+
+// Unwrap returns ErrBadPosition.
+func (e *PositionError) Unwrap() error { return ErrBadPosition }
+
+// positionRule returns the rule a batch of n envelopes at pos breaks when
+// the lane stands at last, or "" when it breaks none.
+func positionRule(pos, n, last uint64) string {
+	switch {
+	case pos == 0:
+		return "positions start at 1"
+	case n > 0 && pos-1 > last:
+		return "it starts beyond the next position, so the positions between would be lost"
+	case n > 0 && n-1 > math.MaxUint64-pos:
+		return "its positions wrap past 2^64"
+	}
+	return ""
+}
+
 // deliver hands a batch's new envelopes to the handler, drops the ones
-// delivered before, and returns the lane's last delivered position.
+// delivered before, and returns the lane's last delivered position. A batch
+// that breaks the lane's numbering is refused whole.
 func (r *Receive) deliver(d *batch.Decoded) (last uint64, err error) {
 	st := r.State
 	st.mu.Lock()
@@ -231,24 +304,30 @@ func (r *Receive) deliver(d *batch.Decoded) (last uint64, err error) {
 		return 0, ErrSuperseded
 	}
 	last = st.last
-	pos := d.Position
-	var dup uint64
-	for i := range d.Envelopes {
-		if pos > last {
-			last = pos
-			st.last = last // before Deliver: a panicking handler does not get it again
-			r.Deliver(&r.Peer, &d.Envelopes[i])
-		} else {
-			dup++
+	pos, n := d.Position, uint64(len(d.Envelopes))
+	if rule := positionRule(pos, n, last); rule != "" {
+		return last, &PositionError{Lane: r.Lane, Position: pos, Envelopes: len(d.Envelopes), Last: last, Rule: rule}
+	}
+	if n == 0 {
+		// A skip: the sender will never send the positions before pos
+		// (envelopes it could not send, or owed to an incarnation it
+		// settled with). One at or below last+1 is old news.
+		if pos-1 > last {
+			last = pos - 1
+			st.last = last
 		}
-		pos++
+		return last, nil
 	}
-	if len(d.Envelopes) == 0 && d.Position > last+1 {
-		// The sender skipped positions: envelopes it could not send.
-		last = d.Position - 1
-		st.last = last
+	var dup uint64 // the batch's first dup envelopes were delivered before
+	if pos <= last {
+		dup = min(n, last-pos+1)
 	}
-	r.Counters.Delivered.Add(uint64(len(d.Envelopes)) - dup)
+	for i := dup; i < n; i++ {
+		last = pos + i
+		st.last = last // before Deliver: a panicking handler does not get it again
+		r.Deliver(&r.Peer, &d.Envelopes[i])
+	}
+	r.Counters.Delivered.Add(n - dup)
 	if dup > 0 {
 		r.Counters.Duplicates.Add(dup)
 	}
@@ -381,7 +460,13 @@ func (s *Server) Connect(stream transportv1.Transport_ConnectServer) error {
 	return statusOf(err)
 }
 
-// statusOf turns an error into the gRPC status the dialer sees.
+// statusOf turns an error into the gRPC status the dialer sees. Each
+// refusal reason has its code, so that a client that reads only statuses
+// can tell them apart: blocked and unauthorized PermissionDenied, another
+// protocol version FailedPrecondition, an invalid Hello or a first frame
+// that is not one InvalidArgument, unavailable (retry later) Unavailable,
+// a quarantined incarnation (retry only as a new one) Aborted. A
+// handshake is DeadlineExceeded only when it timed out.
 func statusOf(err error) error {
 	if err == nil {
 		return nil
@@ -393,21 +478,29 @@ func statusOf(err error) error {
 	switch {
 	case errors.Is(err, wire.ErrBlocked), errors.Is(err, wire.ErrUnauthorized):
 		code = codes.PermissionDenied
-	case errors.Is(err, wire.ErrVersion), errors.Is(err, wire.ErrInvalidHello):
+	case errors.Is(err, wire.ErrVersion):
 		code = codes.FailedPrecondition
+	case errors.Is(err, wire.ErrInvalidHello):
+		code = codes.InvalidArgument
 	case errors.Is(err, wire.ErrUnavailable):
 		code = codes.Unavailable
-	case errors.Is(err, wire.ErrHandshake):
+	case errors.Is(err, wire.ErrQuarantined):
+		code = codes.Aborted
+	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled), errors.Is(err, wire.ErrHandshake) && errors.Is(err, io.EOF):
+		// The dialer went away, or closed its side before its Hello.
+		code = codes.Canceled
 	case errors.Is(err, batch.ErrFrameTooLarge), errors.Is(err, batch.ErrTooManyEnvelopes),
 		errors.Is(err, batch.ErrTooManyHeaders), errors.Is(err, batch.ErrDictionaryOverflow):
 		code = codes.ResourceExhausted
-	case errors.Is(err, batch.ErrCorruptFrame), errors.Is(err, batch.ErrUnknownString), errors.Is(err, ErrProtocol):
+	case errors.Is(err, batch.ErrCorruptFrame), errors.Is(err, batch.ErrUnknownString), errors.Is(err, ErrProtocol),
+		errors.Is(err, wire.ErrHandshake):
+		// A handshake that failed otherwise: the first frame was not a
+		// Hello.
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrHandlerPanic):
 		code = codes.Internal
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
 	}
 	return status.Error(code, err.Error())
 }

@@ -38,6 +38,18 @@ const (
 	// it acknowledged the envelope; what was meant for the old one is not
 	// handed to the new one.
 	ReasonPeerRestarted
+	// ReasonPeerShutdown: the peer shut down cleanly (it said goodbye)
+	// before it acknowledged the envelope, and did not come back on its
+	// address within the shutdown grace. A closing peer acknowledges what
+	// it delivered before its goodbye, so the envelope was not delivered
+	// unless that acknowledgement was lost on the way.
+	ReasonPeerShutdown
+	// ReasonQuarantined: the peer refuses this node's incarnation for good
+	// (it gave up on it), or this node gave up on the peer's.
+	ReasonQuarantined
+	// ReasonUnresolvable: the endpoint's host name does not resolve: the
+	// resolver says no such host.
+	ReasonUnresolvable
 
 	// NumReasons is the number of reasons, for arrays indexed by Reason.
 	NumReasons = iota
@@ -58,6 +70,12 @@ func (r Reason) String() string {
 		return "shutdown"
 	case ReasonPeerRestarted:
 		return "peer restarted"
+	case ReasonPeerShutdown:
+		return "peer shut down"
+	case ReasonQuarantined:
+		return "quarantined"
+	case ReasonUnresolvable:
+		return "unresolvable host"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

@@ -37,10 +37,14 @@ var (
 	ErrInvalidHello = errors.New("courier: invalid hello")
 	// ErrUnauthorized: the listener's authorisation refused the dialer.
 	ErrUnauthorized = errors.New("courier: unauthorized")
-	// ErrUnavailable: the listener is shutting down or at a limit.
+	// ErrUnavailable: the listener is shutting down or at a limit. The one
+	// refusal worth trying again.
 	ErrUnavailable = errors.New("courier: peer unavailable")
+	// ErrQuarantined: the listener gave up on the dialer's incarnation and
+	// refuses it for good; only a restart, with a new incarnation, helps.
+	ErrQuarantined = errors.New("courier: incarnation quarantined by peer")
 	// ErrHandshake: the handshake did not complete: wrong first frame,
-	// timeout, or the stream failed.
+	// timeout (wrapping context.DeadlineExceeded too), or the stream failed.
 	ErrHandshake = errors.New("courier: handshake failed")
 )
 
@@ -70,7 +74,10 @@ func reasonErr(r courierv1.RefuseReason) error {
 		return ErrUnauthorized
 	case courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE:
 		return ErrUnavailable
+	case courierv1.RefuseReason_REFUSE_REASON_QUARANTINED:
+		return ErrQuarantined
 	}
+	// REFUSE_REASON_INVALID, or a reason from a newer protocol: final.
 	return ErrInvalidHello
 }
 
@@ -84,6 +91,8 @@ func reasonName(r courierv1.RefuseReason) string {
 		return "unauthorized"
 	case courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE:
 		return "unavailable"
+	case courierv1.RefuseReason_REFUSE_REASON_QUARANTINED:
+		return "quarantined"
 	}
 	return "invalid"
 }
@@ -190,7 +199,7 @@ func Accept(ctx context.Context, s Stream, timeout time.Duration, check func(*co
 	select {
 	case r = <-got:
 	case <-timer.C:
-		return nil, nil, fmt.Errorf("%w: no hello within %v", ErrHandshake, timeout)
+		return nil, nil, fmt.Errorf("%w: no hello within %v: %w", ErrHandshake, timeout, context.DeadlineExceeded)
 	case <-ctx.Done():
 		return nil, nil, fmt.Errorf("%w: %w", ErrHandshake, ctx.Err())
 	}

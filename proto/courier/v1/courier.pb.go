@@ -144,8 +144,15 @@ const (
 	RefuseReason_REFUSE_REASON_INVALID RefuseReason = 3
 	// The listener's authorisation hook refused the dialer.
 	RefuseReason_REFUSE_REASON_UNAUTHORIZED RefuseReason = 4
-	// The listener is shutting down or has reached a connection limit.
+	// The listener is shutting down or has reached a connection limit. The
+	// only reason a dialer tries again: every other one is final.
 	RefuseReason_REFUSE_REASON_UNAVAILABLE RefuseReason = 5
+	// The listener gave up on the dialer's incarnation (its endpoint to the
+	// dialer terminated, the dialer was blocked, or it came back as a new
+	// incarnation) and refuses it for good: only a restarted dialer, with a
+	// new incarnation, is accepted again. A listener that does not know this
+	// value sends UNAVAILABLE instead.
+	RefuseReason_REFUSE_REASON_QUARANTINED RefuseReason = 6
 )
 
 // Enum value maps for RefuseReason.
@@ -157,6 +164,7 @@ var (
 		3: "REFUSE_REASON_INVALID",
 		4: "REFUSE_REASON_UNAUTHORIZED",
 		5: "REFUSE_REASON_UNAVAILABLE",
+		6: "REFUSE_REASON_QUARANTINED",
 	}
 	RefuseReason_value = map[string]int32{
 		"REFUSE_REASON_UNSPECIFIED":  0,
@@ -165,6 +173,7 @@ var (
 		"REFUSE_REASON_INVALID":      3,
 		"REFUSE_REASON_UNAUTHORIZED": 4,
 		"REFUSE_REASON_UNAVAILABLE":  5,
+		"REFUSE_REASON_QUARANTINED":  6,
 	}
 )
 
@@ -1227,14 +1236,15 @@ const file_courier_v1_courier_proto_rawDesc = "" +
 	"\x04Lane\x12\x14\n" +
 	"\x10LANE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLANE_USER\x10\x01\x12\x0f\n" +
-	"\vLANE_SYSTEM\x10\x02*\xbd\x01\n" +
+	"\vLANE_SYSTEM\x10\x02*\xdc\x01\n" +
 	"\fRefuseReason\x12\x1d\n" +
 	"\x19REFUSE_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REFUSE_REASON_VERSION\x10\x01\x12\x19\n" +
 	"\x15REFUSE_REASON_BLOCKED\x10\x02\x12\x19\n" +
 	"\x15REFUSE_REASON_INVALID\x10\x03\x12\x1e\n" +
 	"\x1aREFUSE_REASON_UNAUTHORIZED\x10\x04\x12\x1d\n" +
-	"\x19REFUSE_REASON_UNAVAILABLE\x10\x05*\x8b\x01\n" +
+	"\x19REFUSE_REASON_UNAVAILABLE\x10\x05\x12\x1d\n" +
+	"\x19REFUSE_REASON_QUARANTINED\x10\x06*\x8b\x01\n" +
 	"\n" +
 	"SystemKind\x12\x1b\n" +
 	"\x17SYSTEM_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
