@@ -18,7 +18,8 @@
 //   - Per sending node, receiving node and lane: FIFO.
 //   - Every user envelope ends as exactly one of: delivered, dead-lettered
 //     with a reason (queue full, too large, endpoint terminated, blocked,
-//     shutdown), or refused at Send with an error. The statistics prove it:
+//     shutdown, peer restarted, peer shut down, quarantined, unresolvable
+//     host), or refused at Send with an error. The statistics prove it:
 //     Enqueued == Acked + dead-lettered after enqueue + Queued.
 //   - System envelopes are never dropped for backpressure; a peer that
 //     leaves the system queue full for the system queue timeout is treated
@@ -27,7 +28,13 @@
 //     dead-lettered at shutdown or termination although the peer got it;
 //     across a reconnect it is resent and delivered once.
 //   - Close flushes within its context, then stops every goroutine it
-//     started.
+//     started; an endpoint without a connection ends at once.
+//   - An endpoint gives up on its peer within a known time: a peer that
+//     shut down cleanly after PeerShutdownGrace, an unreachable one after
+//     Backoff.MaxElapsed (plus the attempt then under way), a refusal other
+//     than "unavailable" and a host that does not resolve at once. Its
+//     queue is dead-lettered and the watchers of the peer's processes are
+//     told Terminated.
 //
 // # Client-only nodes
 //

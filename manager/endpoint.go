@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,10 +21,13 @@ import (
 	"github.com/courier-go/courier/ring"
 	"github.com/courier-go/courier/writer"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
 )
 
 // lane is one lane of an endpoint: its queue, its writer and counters.
@@ -56,6 +63,10 @@ type endpoint struct {
 
 	closeOnce sync.Once
 	closing   atomic.Bool // close began: the end is not a failure
+	// closeCtx is canceled when close begins: an endpoint without a
+	// connection then ends at once, having nothing it could flush.
+	closeCtx context.Context
+	closeNow context.CancelFunc
 }
 
 // attachment hands a client-only endpoint a stream its peer opened.
@@ -69,6 +80,7 @@ type attachment struct {
 func newEndpoint(m *Manager, address string, clientOnly bool) (*endpoint, error) {
 	o := &m.o
 	ctx, cancel := context.WithCancel(m.ctx)
+	closeCtx, closeNow := context.WithCancel(context.Background())
 	ep := &endpoint{
 		m:          m,
 		address:    address,
@@ -80,6 +92,8 @@ func newEndpoint(m *Manager, address string, clientOnly bool) (*endpoint, error)
 		done:       make(chan struct{}),
 		down:       make(chan error, 1),
 		attach:     make(chan attachment, 2),
+		closeCtx:   closeCtx,
+		closeNow:   closeNow,
 	}
 	if clientOnly {
 		ep.state.Store(uint32(StateWaiting))
@@ -263,6 +277,7 @@ func (ep *endpoint) terminate(reason writer.Reason, err error) {
 func (ep *endpoint) close(ctx context.Context) {
 	ep.closeOnce.Do(func() {
 		ep.closing.Store(true)
+		ep.closeNow()
 		for i := range ep.lanes {
 			ep.lanes[i].ring.Close()
 		}
@@ -310,49 +325,178 @@ func (ep *endpoint) run() {
 			ep.settle(ep.peer.Load())
 		}
 	}()
+	b := ep.m.o.reconnect
 	attempt := 0
+	// failing is when the current run of failed attempts began: the
+	// endpoint's start, then each loss of its connection.
+	failing := time.Now()
+	// bye is the goodbye of a peer that shut down, received at byeAt; nil
+	// unless the last connection ended with one.
+	var bye error
+	var byeAt time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for ep.ctx.Err() == nil {
-		up, err := ep.dial(attempt > 0 || ep.reconnects.Load() > 0)
+		var by time.Time // an attempt's handshakes end by then, if set
+		if bye != nil {
+			by = byeAt.Add(PeerShutdownGrace)
+		}
+		up, saidBye, err := ep.dial(attempt > 0 || ep.reconnects.Load() > 0, by)
 		if ep.ctx.Err() != nil {
 			return
 		}
-		var refused *wire.RefusedError
-		if errors.As(err, &refused) {
-			ep.emit(Event{Type: EventPeerRefused, Err: err})
-		}
-		if errors.As(err, &refused) && !errors.Is(err, wire.ErrUnavailable) {
-			// Refused for good; a peer shutting down or at a limit is
-			// tried again.
-			reason := writer.ReasonEndpointTerminated
-			if errors.Is(err, wire.ErrBlocked) {
-				reason = writer.ReasonBlocked
-			}
-			ep.terminate(reason, err)
+		if ep.closing.Load() {
+			// Close began and the connection is gone: what is queued can
+			// no longer be flushed.
+			ep.shutdown()
 			return
 		}
-		if errors.Is(err, ErrQuarantined) {
-			ep.terminate(writer.ReasonEndpointTerminated, err)
+		if reason, cause, final := ep.giveUp(up, err); final {
+			ep.terminate(reason, cause)
 			return
 		}
+		now := time.Now()
 		if up {
-			attempt = 0
+			attempt, failing, bye = 0, now, nil
+			if !saidBye.IsZero() {
+				bye, byeAt = err, saidBye
+			}
 		}
 		attempt++
-		b := ep.m.o.reconnect
-		if b.MaxAttempts > 0 && attempt > b.MaxAttempts {
+		delay := b.Delay(attempt)
+		switch {
+		case bye != nil:
+			// A clean shutdown is news, not a fault: the peer is dialed
+			// at the initial delay for a short grace, in case it restarts
+			// on its address, and then given up.
+			left := PeerShutdownGrace - now.Sub(byeAt)
+			if left <= 0 {
+				ep.terminate(writer.ReasonPeerShutdown, fmt.Errorf("manager: peer shut down and was not back within %v: %w", PeerShutdownGrace, bye))
+				return
+			}
+			delay = min(b.Delay(1), left)
+		case b.MaxAttempts > 0 && attempt > b.MaxAttempts:
 			ep.terminate(writer.ReasonEndpointTerminated, fmt.Errorf("gave up after %d attempts: %w", b.MaxAttempts, err))
 			return
+		case b.MaxElapsed > 0:
+			// The last attempt starts when MaxElapsed is up, not later.
+			left := b.MaxElapsed - now.Sub(failing)
+			if left <= 0 {
+				ep.terminate(writer.ReasonEndpointTerminated, fmt.Errorf("gave up after %v of failed attempts: %w", now.Sub(failing).Round(time.Millisecond), err))
+				return
+			}
+			delay = min(delay, left)
 		}
 		ep.state.Store(uint32(StateReconnecting))
-		delay := b.Delay(attempt)
 		ep.emit(Event{Type: EventReconnecting, Attempt: attempt, Delay: delay, Err: err})
-		timer := time.NewTimer(delay)
+		timer.Reset(delay)
 		select {
 		case <-timer.C:
+		case <-ep.closeCtx.Done():
+			ep.shutdown()
+			return
 		case <-ep.ctx.Done():
-			timer.Stop()
 			return
 		}
+	}
+}
+
+// giveUp decides whether an attempt's failure ends the endpoint for good,
+// and with what reason and error; it reports a refusal as an event. Every
+// refusal is final but "unavailable" (shutting down, at a limit): another
+// protocol version, an invalid Hello, a blocked or unauthorized node, a
+// quarantined incarnation and a reason from a newer protocol would be
+// answered the same next time. So is a host the resolver says does not
+// exist.
+func (ep *endpoint) giveUp(up bool, err error) (reason writer.Reason, cause error, final bool) {
+	var refused *wire.RefusedError
+	if errors.As(err, &refused) {
+		if errors.Is(err, wire.ErrQuarantined) {
+			err = fmt.Errorf("%w: %w", ErrQuarantined, err)
+		}
+		ep.emit(Event{Type: EventPeerRefused, Err: err})
+		switch {
+		case errors.Is(err, wire.ErrUnavailable):
+			return 0, nil, false
+		case errors.Is(err, wire.ErrBlocked):
+			return writer.ReasonBlocked, err, true
+		case errors.Is(err, ErrQuarantined):
+			return writer.ReasonQuarantined, err, true
+		}
+		return writer.ReasonEndpointTerminated, err, true
+	}
+	if errors.Is(err, ErrQuarantined) {
+		return writer.ReasonQuarantined, err, true
+	}
+	if !up {
+		if dnsErr := ep.unresolvable(err); dnsErr != nil {
+			return writer.ReasonUnresolvable, fmt.Errorf("manager: %s does not resolve: %w (%w)", ep.address, dnsErr, err), true
+		}
+	}
+	return 0, nil, false
+}
+
+// unresolvable returns the resolver's error when err says the endpoint's
+// host did not resolve and the resolver, asked again, says there is no such
+// host. gRPC reports that only as an Unavailable status, "name resolver
+// error: produced zero addresses" (its DNS resolver drops the not-found
+// error), so the cause is confirmed by a lookup of this node's own. A
+// resolver that times out or fails for now is not final.
+func (ep *endpoint) unresolvable(err error) *net.DNSError {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		if dnsErr.IsNotFound {
+			return dnsErr
+		}
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return nil
+	}
+	if msg := st.Message(); !strings.Contains(msg, "name resolver error") &&
+		!strings.Contains(msg, "produced zero addresses") && !strings.Contains(msg, "no such host") {
+		return nil
+	}
+	host := dnsHost(ep.address)
+	if host == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ep.ctx, ep.m.o.handshakeTimeout)
+	defer cancel()
+	if _, err := net.DefaultResolver.LookupHost(ctx, host); errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		return dnsErr
+	}
+	return nil
+}
+
+// dnsHost returns the host name gRPC resolves by DNS to dial address, or ""
+// when it resolves none: an IP address, or the target of another resolver
+// (unix:, passthrough:, ...).
+func dnsHost(address string) string {
+	target := address
+	if u, err := url.Parse(address); err == nil && u.Scheme != "" && resolver.Get(u.Scheme) != nil {
+		if u.Scheme != "dns" {
+			return ""
+		}
+		target = strings.TrimPrefix(u.Path, "/")
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		host = target // no port: gRPC dials its default
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return ""
+	}
+	return host
+}
+
+// shutdown ends an endpoint that Close found without a connection: its
+// writers dead-letter everything with reason shutdown at once.
+func (ep *endpoint) shutdown() {
+	for i := range ep.lanes {
+		ep.lanes[i].w.Terminate(writer.ReasonShutdown)
 	}
 }
 
@@ -361,25 +505,28 @@ func (ep *endpoint) run() {
 // the system lane's frames never queue behind the user lane's bytes in
 // flight: with one connection, a user lane running at full speed into a
 // fast reader keeps up to a stream window of user data ahead of every
-// system frame (at 450 MB/s and 4 MiB, 9 ms). It reports whether the
-// connection came up, and why it ended.
-func (ep *endpoint) dial(again bool) (up bool, err error) {
+// system frame (at 450 MB/s and 4 MiB, 9 ms). The handshakes end within the
+// handshake timeout, and by by if it is set. It reports whether the
+// connection came up, when the peer said goodbye on it (zero if it did
+// not), and why it ended.
+func (ep *endpoint) dial(again bool, by time.Time) (up bool, bye time.Time, err error) {
 	var clients [2]transportv1.TransportClient
 	for i := range clients {
 		conn, err := grpc.NewClient(ep.address, ep.m.dialOptions()...)
 		if err != nil {
-			return false, err
+			return false, time.Time{}, err
 		}
 		defer conn.Close()
 		clients[i] = transportv1.NewTransportClient(conn)
 	}
-	return ep.connection(clients, again)
+	return ep.connection(clients, again, by)
 }
 
 // connection opens both streams, each on its lane's connection, runs them
 // until one fails or the peer goes silent, and returns why; up reports
-// whether both streams opened.
-func (ep *endpoint) connection(clients [2]transportv1.TransportClient, again bool) (up bool, err error) {
+// whether both streams opened, and bye when the peer said goodbye (then err
+// is the goodbye).
+func (ep *endpoint) connection(clients [2]transportv1.TransportClient, again bool, by time.Time) (up bool, bye time.Time, err error) {
 	ctx, cancel := context.WithCancel(ep.ctx)
 	defer cancel()
 	// Drain a failure report from the previous connection.
@@ -387,21 +534,39 @@ func (ep *endpoint) connection(clients [2]transportv1.TransportClient, again boo
 	case <-ep.down:
 	default:
 	}
+	// A reconnect attempt is abandoned when Close begins: an endpoint
+	// without a connection has nothing to flush. A first attempt goes on,
+	// so that Close can flush what was queued before it. stopAbandon
+	// reports false if the attempt was abandoned.
+	stopAbandon := func() bool { return true }
+	if again {
+		stopAbandon = context.AfterFunc(ep.closeCtx, cancel)
+	}
+	// One handshake timeout for the attempt, both lanes included, so that
+	// an attempt never takes longer.
+	deadline := time.Now().Add(ep.m.o.handshakeTimeout)
+	if !by.IsZero() && by.Before(deadline) {
+		deadline = by
+	}
 	var links [2]*writer.Link
 	var streams [2]transportv1.Transport_ConnectClient
 	var peer Peer
 	for i := range links {
-		l, s, p, err := ep.open(ctx, clients[i], batch.Lane(i))
+		l, s, p, err := ep.open(ctx, clients[i], batch.Lane(i), deadline)
 		if err != nil {
-			return false, err
+			stopAbandon()
+			return false, time.Time{}, err
 		}
 		links[i], streams[i], peer = l, s, p
 	}
+	if !stopAbandon() {
+		return false, time.Time{}, fmt.Errorf("%w: reconnect abandoned", ErrClosed)
+	}
 	if ep.m.isBlocked(peer.SystemID) {
-		return false, refuseBlocked(peer.SystemID)
+		return false, time.Time{}, refuseBlocked(peer.SystemID)
 	}
 	if ep.m.quarantined(peer) {
-		return false, fmt.Errorf("%w: %s, incarnation %x", ErrQuarantined, peer.SystemID, peer.Incarnation)
+		return false, time.Time{}, fmt.Errorf("%w: %s, incarnation %x", ErrQuarantined, peer.SystemID, peer.Incarnation)
 	}
 	if old := ep.peer.Load(); old != nil && (old.Incarnation != peer.Incarnation || old.SystemID != peer.SystemID) {
 		// A new incarnation: settle what was owed to the old one before
@@ -419,8 +584,15 @@ func (ep *endpoint) connection(clients [2]transportv1.TransportClient, again boo
 		ep.emit(Event{Type: EventConnected})
 	}
 	// Receive loops: acks of what this node sends, and a listening peer's
-	// answers when this node is client-only.
+	// answers when this node is client-only. The first goodbye is kept,
+	// with its time; the loops' ends are read after wg.Wait.
 	var wg sync.WaitGroup
+	var said struct {
+		once sync.Once
+		at   time.Time
+		err  error
+	}
+	ended := make(chan error, len(links))
 	for i := range links {
 		ln := &ep.lanes[i]
 		lane := batch.Lane(i)
@@ -446,21 +618,51 @@ func (ep *endpoint) connection(clients [2]transportv1.TransportClient, again boo
 			rcv.Deliver = ep.m.deliver
 		}
 		if err := ln.w.Attach(links[i]); err != nil {
-			return true, err
+			return true, time.Time{}, err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ep.linkDown(rcv.Run())
+			err := rcv.Run()
+			if errors.Is(err, reader.ErrGoodbye) {
+				said.once.Do(func() { said.at, said.err = time.Now(), err })
+			}
+			ended <- err
+			ep.linkDown(err)
 		}()
 	}
 	err = ep.watch(streams)
+	if errors.Is(err, io.EOF) {
+		// A writer found its stream ended by the peer; the stream's receive
+		// loop reads up to that end, and a goodbye there says why.
+		err = ep.awaitEnd(ended, err)
+	}
 	if errors.Is(err, reader.ErrGoodbye) {
 		ep.awaitGoodbyes(&wg)
 	}
 	cancel()
 	wg.Wait()
-	return true, err
+	if !said.at.IsZero() {
+		return true, said.at, said.err
+	}
+	return true, time.Time{}, err
+}
+
+// awaitEnd waits, up to the handshake timeout, for a receive loop to end
+// after a writer found its stream ended, and returns the loop's goodbye if
+// that is how it ended, else err.
+func (ep *endpoint) awaitEnd(ended <-chan error, err error) error {
+	t := time.NewTimer(ep.m.o.handshakeTimeout)
+	defer t.Stop()
+	select {
+	case rerr := <-ended:
+		if errors.Is(rerr, reader.ErrGoodbye) {
+			return rerr
+		}
+	case <-t.C:
+	case <-ep.ctx.Done():
+	}
+	return err
 }
 
 // watch waits for the connection to end and returns why: a stream failed,
@@ -556,11 +758,11 @@ func heartbeatOf(lane batch.Lane, interval time.Duration) time.Duration {
 }
 
 // open opens one lane's stream in ctx and runs the dialer's handshake on it,
-// within the handshake timeout.
-func (ep *endpoint) open(ctx context.Context, client transportv1.TransportClient, lane batch.Lane) (*writer.Link, transportv1.Transport_ConnectClient, Peer, error) {
+// by the attempt's deadline.
+func (ep *endpoint) open(ctx context.Context, client transportv1.TransportClient, lane batch.Lane, deadline time.Time) (*writer.Link, transportv1.Transport_ConnectClient, Peer, error) {
 	m := ep.m
 	sctx, cancel := context.WithCancel(ctx)
-	timer := time.AfterFunc(m.o.handshakeTimeout, cancel) // a late Welcome cancels the stream
+	timer := time.AfterFunc(time.Until(deadline), cancel) // a late Welcome cancels the stream
 	if len(m.o.metadata) > 0 {
 		sctx = metadata.AppendToOutgoingContext(sctx, m.o.metadata...)
 	}
@@ -576,7 +778,7 @@ func (ep *endpoint) open(ctx context.Context, client transportv1.TransportClient
 			Limits:          m.o.limits.Proto(),
 		})
 		if !timer.Stop() && err == nil {
-			err = fmt.Errorf("%w: no welcome within %v", wire.ErrHandshake, m.o.handshakeTimeout)
+			err = fmt.Errorf("%w: no welcome within %v: %w", wire.ErrHandshake, m.o.handshakeTimeout, context.DeadlineExceeded)
 		}
 		if err == nil {
 			limits := batch.LimitsFromProto(welcome.GetLimits(), m.o.limits).Min(m.o.limits)

@@ -25,6 +25,7 @@ func clientAddress(h *courierv1.Hello) string {
 // checkHello decides on a Hello that passed the generic checks.
 func (m *Manager) checkHello(ctx context.Context, h *courierv1.Hello) (*courierv1.Welcome, error) {
 	if m.closed.Load() {
+		// Not final: the node may come back on its address.
 		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "node is shutting down")
 	}
 	if m.isBlocked(h.GetSystemId()) {
@@ -37,7 +38,8 @@ func (m *Manager) checkHello(ctx context.Context, h *courierv1.Hello) (*courierv
 		return nil, err
 	}
 	if m.quarantined(Peer{SystemID: h.GetSystemId(), Incarnation: h.GetIncarnation()}) {
-		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", h.GetIncarnation(), h.GetSystemId())
+		// Final: the dialer's endpoint gives up instead of retrying.
+		return nil, wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_QUARANTINED, "incarnation %x of %s is quarantined", h.GetIncarnation(), h.GetSystemId())
 	}
 	// The stream's slot is taken before the Welcome goes out, so that a
 	// peer welcomed is never then refused for the limit; acceptStream
