@@ -30,6 +30,9 @@ type blockList struct {
 // watchers of its processes are told Terminated. Safe at any time from any
 // goroutine.
 func (m *Manager) Block(systemID string) {
+	if !m.initialized() {
+		return
+	}
 	m.blockMu.Lock()
 	next := make(map[string]struct{}, len(*m.blocked.Load())+1)
 	for id := range *m.blocked.Load() {
@@ -62,6 +65,9 @@ func (m *Manager) Block(systemID string) {
 // were connected when it was blocked stay quarantined; it must restart to
 // be accepted. Safe at any time from any goroutine.
 func (m *Manager) Unblock(systemID string) {
+	if !m.initialized() {
+		return
+	}
 	m.blockMu.Lock()
 	defer m.blockMu.Unlock()
 	next := make(map[string]struct{}, len(*m.blocked.Load()))
@@ -75,6 +81,9 @@ func (m *Manager) Unblock(systemID string) {
 
 // Blocked returns the blocked system ids, sorted.
 func (m *Manager) Blocked() []string {
+	if !m.initialized() {
+		return nil
+	}
 	set := *m.blocked.Load()
 	ids := make([]string, 0, len(set))
 	for id := range set {

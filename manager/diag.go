@@ -290,7 +290,7 @@ func (m *Manager) admit(ctx context.Context, c *transportv1.Caller) error {
 		}
 	}
 	if refusal == nil && p.Incarnation != 0 && m.quarantined(p) {
-		refusal = wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_UNAVAILABLE, "incarnation %x of %s is quarantined", p.Incarnation, p.SystemID)
+		refusal = wire.Refuse(courierv1.RefuseReason_REFUSE_REASON_QUARANTINED, "incarnation %x of %s is quarantined", p.Incarnation, p.SystemID)
 	}
 	if refusal == nil {
 		return nil
@@ -301,6 +301,8 @@ func (m *Manager) admit(ctx context.Context, c *transportv1.Caller) error {
 		code = codes.Unavailable
 	case courierv1.RefuseReason_REFUSE_REASON_INVALID:
 		code = codes.InvalidArgument
+	case courierv1.RefuseReason_REFUSE_REASON_QUARANTINED:
+		code = codes.Aborted
 	}
 	if code == codes.PermissionDenied {
 		m.events.emit(Event{Type: EventPeerRefused, Peer: p, Address: p.Address, Err: refusal})
@@ -413,6 +415,9 @@ func clip(s string, n int) string {
 // ErrBlocked or ErrUnauthorized; a peer without a process registry answers
 // ErrNotSupported; its registry's failures come as ErrPeerFailed.
 func (m *Manager) ListProcesses(ctx context.Context, address, nameFilter string) ([]ProcessInfo, error) {
+	if !m.initialized() {
+		return nil, ErrNotInitialized
+	}
 	const op = "list processes"
 	if err := checkArg(op, "name filter", nameFilter, true); err != nil {
 		return nil, err
@@ -444,6 +449,9 @@ func (m *Manager) ListProcesses(ctx context.Context, address, nameFilter string)
 // by DefaultQueryTimeout. See ListProcesses for what every such call
 // carries and the other errors.
 func (m *Manager) ProcessDiagnostics(ctx context.Context, address, id string) (string, error) {
+	if !m.initialized() {
+		return "", ErrNotInitialized
+	}
 	const op = "process diagnostics"
 	if err := checkArg(op, "process id", id, false); err != nil {
 		return "", err
@@ -481,6 +489,9 @@ func (m *Manager) Spawn(ctx context.Context, address, kind string) (string, erro
 // spawner that failed otherwise or panicked, ErrPeerFailed. See
 // ListProcesses for what every such call carries and the other errors.
 func (m *Manager) SpawnNamed(ctx context.Context, address, kind, name string) (string, error) {
+	if !m.initialized() {
+		return "", ErrNotInitialized
+	}
 	const op = "spawn"
 	if err := checkArg(op, "kind", kind, false); err != nil {
 		return "", err

@@ -22,6 +22,9 @@ type NodeStats struct {
 
 // Snapshot returns the node's statistics.
 func (m *Manager) Snapshot() NodeStats {
+	if !m.initialized() {
+		return NodeStats{}
+	}
 	return NodeStats{
 		SystemID:      m.o.systemID,
 		Incarnation:   m.incarnation,
@@ -41,6 +44,9 @@ var expvarMu sync.Mutex // expvar.Publish panics on a name taken twice
 // name is taken. expvar cannot unpublish: after Close the variable goes on
 // showing the closed node's last statistics.
 func (m *Manager) PublishExpvar(name string) error {
+	if !m.initialized() {
+		return ErrNotInitialized
+	}
 	expvarMu.Lock()
 	defer expvarMu.Unlock()
 	if expvar.Get(name) != nil {

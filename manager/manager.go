@@ -29,7 +29,8 @@ var (
 	ErrInvalidOption = errors.New("manager: invalid option")
 	// ErrClosed: the manager is closed, or closing.
 	ErrClosed = errors.New("manager: closed")
-	// ErrNotStarted: the call needs Start first.
+	// ErrNotStarted: the call needs Start first: Start, or a Send from a
+	// node with a listen address before its Start.
 	ErrNotStarted = errors.New("manager: not started")
 	// ErrAlreadyStarted: Start was called twice.
 	ErrAlreadyStarted = errors.New("manager: already started")
@@ -37,8 +38,17 @@ var (
 	ErrQueueFull = errors.New("manager: queue full")
 	// ErrTooLarge: the envelope can never fit in a frame.
 	ErrTooLarge = errors.New("manager: envelope too large")
-	// ErrInvalidEnvelope: the envelope has no target, or an unknown lane.
+	// ErrInvalidEnvelope: the envelope is nil, has no target, an unknown
+	// lane, a system kind on the user lane, or more header entries or
+	// distinct strings than a frame's limits allow.
 	ErrInvalidEnvelope = errors.New("manager: invalid envelope")
+	// ErrInvalidAddress: Send was given an address that is not host:port
+	// with a host and a port in [1, 65535], nor a client-only peer's
+	// address (ClientAddressPrefix).
+	ErrInvalidAddress = errors.New("manager: invalid address")
+	// ErrNotInitialized: the Manager was not made by New (a zero value, or
+	// nil); every method but those that return no error reports it.
+	ErrNotInitialized = errors.New("manager: not initialized (create the Manager with New)")
 	// ErrEndpointTerminated: the endpoint for the address gave up; sends
 	// are refused until it is replaced (see Send).
 	ErrEndpointTerminated = errors.New("manager: endpoint terminated")
@@ -54,13 +64,22 @@ var (
 	ErrUnknownClient = errors.New("manager: unknown client-only peer")
 )
 
-// Re-exported handshake errors: a dialer sees them, wrapped, in
-// EventPeerRefused and EventTerminated.
+// Re-exported errors of the packages below, so that a user matches them
+// without importing those. The handshake's: a dialer sees ErrRefused and its
+// reason, wrapped, in EventPeerRefused and EventTerminated; a listening node
+// reports ErrHandshake in EventPeerRefused for a peer that sent no valid
+// Hello within the handshake timeout. The frames': a peer whose frame breaks
+// the node's limits (WithMaxFrameBytes, WithDictionaryLimits) loses the
+// stream, and the EventStreamError carries ErrFrameTooLarge or
+// ErrDictionaryOverflow, wrapped.
 var (
-	ErrRefused      = wire.ErrRefused
-	ErrVersion      = wire.ErrVersion
-	ErrBlocked      = wire.ErrBlocked
-	ErrUnauthorized = wire.ErrUnauthorized
+	ErrRefused            = wire.ErrRefused
+	ErrVersion            = wire.ErrVersion
+	ErrBlocked            = wire.ErrBlocked
+	ErrUnauthorized       = wire.ErrUnauthorized
+	ErrHandshake          = wire.ErrHandshake
+	ErrFrameTooLarge      = batch.ErrFrameTooLarge
+	ErrDictionaryOverflow = batch.ErrDictionaryOverflow
 )
 
 // Envelope is the message envelope; see batch.Envelope.
@@ -128,20 +147,30 @@ type Manager struct {
 
 	deadLetters     atomic.Uint64
 	staleTerminated atomic.Uint64 // Terminated envelopes that answered no watch
+
+	// listening is set once Start has its listener and addr; Send reads it
+	// to refuse a listening node's sends before, and to see addr after.
+	listening atomic.Bool
 }
 
-// New returns a manager configured by opts, validated all at once. It does
-// not listen until Start; a client-only node (no WithListenAddress) can
-// send at once.
+// New returns a manager configured by opts, validated all at once: an
+// error wrapping ErrInvalidOption lists every invalid option, a nil one
+// included. It does not listen until Start; a client-only node (no
+// WithListenAddress) can send at once, a listening node once it has
+// started.
 func New(opts ...Option) (*Manager, error) {
 	o := defaults()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			o.nilOptions = append(o.nilOptions, i)
+			continue
+		}
 		opt.apply(&o)
 	}
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	if o.systemID == "" {
+	if !o.systemIDSet {
 		o.systemID = randomID()
 	}
 	if o.logger == nil {
@@ -169,16 +198,29 @@ func New(opts ...Option) (*Manager, error) {
 }
 
 // SystemID returns the node's system id.
-func (m *Manager) SystemID() string { return m.o.systemID }
+func (m *Manager) SystemID() string {
+	if !m.initialized() {
+		return ""
+	}
+	return m.o.systemID
+}
 
 // Incarnation returns the random number this node picked at New; a node
 // that restarts comes back with another.
-func (m *Manager) Incarnation() uint64 { return m.incarnation }
+func (m *Manager) Incarnation() uint64 {
+	if !m.initialized() {
+		return 0
+	}
+	return m.incarnation
+}
 
 // Start listens on the address of WithListenAddress and serves the
 // Transport service. A client-only node needs no Start. ctx bounds the
 // call only.
 func (m *Manager) Start(ctx context.Context) error {
+	if !m.initialized() {
+		return ErrNotInitialized
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -202,6 +244,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	}}
 	m.lis = lis
 	m.addr = lis.Addr().String()
+	m.listening.Store(true)
 	m.server = grpc.NewServer(m.serverOptions()...)
 	m.rserver = reader.NewServer(reader.ServerConfig{
 		HandshakeTimeout: m.o.handshakeTimeout,
@@ -226,14 +269,24 @@ func (m *Manager) Start(ctx context.Context) error {
 
 // Addr returns the address the node listens on, with the real port when it
 // was 0; empty before Start and for a client-only node.
-func (m *Manager) Addr() string { return m.addr }
+func (m *Manager) Addr() string {
+	if !m.initialized() {
+		return ""
+	}
+	return m.addr
+}
 
 // AdvertisedAddress returns the address the node tells its peers to reach
 // it at: WithAdvertiseAddress's, or else Addr. Peers match this node's
 // Terminated envelopes to their watches by it, so an actor runtime names
 // its processes' node by it. Empty before Start on a node that advertises
 // nothing.
-func (m *Manager) AdvertisedAddress() string { return m.advertised() }
+func (m *Manager) AdvertisedAddress() string {
+	if !m.initialized() {
+		return ""
+	}
+	return m.advertised()
+}
 
 // advertised is the address peers are told to reach this node at.
 func (m *Manager) advertised() string {
@@ -287,11 +340,54 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 //
 // Send copies env; env's Payload and header values must not change until
 // the envelope is delivered or dead-lettered. Send returns an error, and
-// the envelope is not queued, for an invalid or too large envelope, a
-// closed manager, or a terminated endpoint.
+// the envelope is not queued, when:
+//   - env is nil, has no Target, an unknown Lane, a Kind other than
+//     KindNone on the user lane, or an unknown Kind: ErrInvalidEnvelope;
+//   - env can never fit in a frame under the node's limits: a string
+//     (Target, SenderAddress, SenderID, TypeName, a header key) longer than
+//     1024 bytes, distinct strings of more bytes than WithDictionaryLimits
+//     allows, or an encoding larger than WithMaxFrameBytes: ErrTooLarge;
+//     more than 64 header entries, or more distinct strings than
+//     WithDictionaryLimits allows: ErrInvalidEnvelope (see batch.Limits).
+//     The check is a few length checks. A peer that negotiated smaller
+//     limits can still make the writer dead-letter env as too large;
+//   - address is not host:port with a host and a port in [1, 65535], nor a
+//     ClientAddressPrefix address: ErrInvalidAddress, naming it (a client
+//     address that is not connected is ErrUnknownClient);
+//   - the node has a listen address and has not started: ErrNotStarted (its
+//     peers would otherwise take it for a client-only node);
+//   - the manager is closed: ErrClosed; the endpoint for address has
+//     terminated: ErrEndpointTerminated, until the reconnect policy's Max
+//     delay (Backoff.Max) has passed since, when the next Send makes a new
+//     endpoint that dials afresh;
+//   - the Manager was not made by New: ErrNotInitialized.
 func (m *Manager) Send(ctx context.Context, address string, env *Envelope) error {
+	if !m.initialized() {
+		return ErrNotInitialized
+	}
+	if env == nil {
+		return fmt.Errorf("%w: nil envelope", ErrInvalidEnvelope)
+	}
 	if env.Target == "" || env.Lane > batch.LaneSystem {
 		return fmt.Errorf("%w: target %q lane %d", ErrInvalidEnvelope, env.Target, env.Lane)
+	}
+	if env.Lane == batch.LaneUser && env.Kind != batch.KindNone {
+		return fmt.Errorf("%w: kind %v on the user lane (system kinds travel on batch.LaneSystem)", ErrInvalidEnvelope, env.Kind)
+	}
+	if env.Kind > batch.KindStop {
+		// The peer refuses a kind it does not know; the system lane would
+		// resend it after every reconnect.
+		return fmt.Errorf("%w: unknown system kind %d", ErrInvalidEnvelope, env.Kind)
+	}
+	if err := checkEnvelope(&m.o.limits, env); err != nil {
+		return err
+	}
+	if m.o.listen != "" && !m.listening.Load() {
+		// Its peers would record it as client-only, and keep it so.
+		if m.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: a node with a listen address sends once it has started", ErrNotStarted)
 	}
 	ep, err := m.endpoint(address)
 	if err != nil {
@@ -313,6 +409,9 @@ func (m *Manager) endpoint(address string) (*endpoint, error) {
 	}
 	if strings.HasPrefix(address, ClientAddressPrefix) {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownClient, address)
+	}
+	if err := checkAddress(address); err != nil {
+		return nil, err
 	}
 	return m.newEndpoint(address, false)
 }
@@ -349,18 +448,34 @@ func (m *Manager) newEndpoint(address string, clientOnly bool) (*endpoint, error
 // order. f must not block for long: events that find 1024 others waiting
 // are dropped (see DroppedEvents). The returned function unsubscribes.
 func (m *Manager) Subscribe(f func(Event)) (unsubscribe func()) {
+	if !m.initialized() {
+		return func() {}
+	}
 	return m.events.subscribe(f)
 }
 
 // DroppedEvents returns how many events were dropped because subscribers
 // fell behind.
-func (m *Manager) DroppedEvents() uint64 { return m.events.dropped.Load() }
+func (m *Manager) DroppedEvents() uint64 {
+	if !m.initialized() {
+		return 0
+	}
+	return m.events.dropped.Load()
+}
 
 // DeadLetters returns how many envelopes have been dead-lettered in all.
-func (m *Manager) DeadLetters() uint64 { return m.deadLetters.Load() }
+func (m *Manager) DeadLetters() uint64 {
+	if !m.initialized() {
+		return 0
+	}
+	return m.deadLetters.Load()
+}
 
 // Stats returns a snapshot of the statistics of the endpoint for address.
 func (m *Manager) Stats(address string) (EndpointStats, bool) {
+	if !m.initialized() {
+		return EndpointStats{}, false
+	}
 	v, ok := m.endpoints.Load(address)
 	if !ok {
 		return EndpointStats{}, false
@@ -370,6 +485,9 @@ func (m *Manager) Stats(address string) (EndpointStats, bool) {
 
 // AllStats returns a snapshot of every endpoint's statistics.
 func (m *Manager) AllStats() []EndpointStats {
+	if !m.initialized() {
+		return nil
+	}
 	var all []EndpointStats
 	m.endpoints.Range(func(_, v any) bool {
 		all = append(all, v.(*endpoint).stats())
@@ -392,9 +510,19 @@ func (m *Manager) deadLetter(address string, env *Envelope, reason DeadLetterRea
 // and their acknowledgements awaited until ctx ends, what remains is
 // dead-lettered with reason shutdown, peers are told goodbye, streams and
 // the listener close, and every goroutine the manager started has exited
-// when Close returns. A handler call in progress is waited for: Close does
-// not return while a Deliver it started is still running. Close is idempotent; later calls wait for the first.
+// when Close returns. An endpoint without a connection (reconnecting, or
+// whose first attempt failed) has nothing it can flush: it ends at once,
+// dead-lettering its queue with reason shutdown, and a reconnect attempt in
+// progress is abandoned; one whose first attempt is under way is given
+// that attempt (up to the handshake timeout). So Close with a context that
+// never ends returns once the reachable peers have acknowledged what was
+// queued for them. A handler call in progress is waited for: Close does
+// not return while a Deliver it started is still running. Close is
+// idempotent; later calls wait for the first.
 func (m *Manager) Close(ctx context.Context) error {
+	if !m.initialized() {
+		return ErrNotInitialized
+	}
 	m.mu.Lock()
 	first := m.closed.CompareAndSwap(false, true)
 	m.mu.Unlock()

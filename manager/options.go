@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/courier-go/courier/batch"
@@ -29,7 +30,8 @@ const (
 	Fail
 )
 
-// String returns the policy's name.
+// String returns the policy's name, which ParseOverflowPolicy reads back:
+// "drop-newest", "block" or "fail".
 func (p OverflowPolicy) String() string {
 	switch p {
 	case DropNewest:
@@ -42,14 +44,29 @@ func (p OverflowPolicy) String() string {
 	return fmt.Sprintf("policy(%d)", uint8(p))
 }
 
-// ParseOverflowPolicy parses "drop-newest", "block" or "fail".
+// ParseOverflowPolicy parses a policy's String ("drop-newest", "block",
+// "fail") or its constant's name ("DropNewest", "Block", "Fail"), in any
+// case: ParseOverflowPolicy(p.String()) is p.
 func ParseOverflowPolicy(s string) (OverflowPolicy, error) {
 	for _, p := range []OverflowPolicy{DropNewest, Block, Fail} {
-		if p.String() == s {
+		if strings.EqualFold(s, p.String()) || strings.EqualFold(s, p.goName()) {
 			return p, nil
 		}
 	}
 	return 0, fmt.Errorf("manager: unknown overflow policy %q (want drop-newest, block or fail)", s)
+}
+
+// goName returns the name of the policy's constant.
+func (p OverflowPolicy) goName() string {
+	switch p {
+	case DropNewest:
+		return "DropNewest"
+	case Block:
+		return "Block"
+	case Fail:
+		return "Fail"
+	}
+	return ""
 }
 
 // Defaults of the options, where a number needs stating.
@@ -77,6 +94,8 @@ func (f optionFunc) apply(o *options) { f(o) }
 type options struct {
 	listen            string
 	systemID          string
+	systemIDSet       bool  // WithSystemID was given, so systemID is not to be picked
+	nilOptions        []int // positions of nil options given to New
 	handler           Handler
 	userQueue         int
 	systemQueue       int
@@ -148,6 +167,17 @@ func (o *options) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
+	for _, i := range o.nilOptions {
+		bad("option %d is nil", i)
+	}
+	if o.systemIDSet && !checkSystemID(o.systemID) {
+		bad("WithSystemID(%q): want letters, digits, '-', '_' and '.', at least one (omit the option for a random id)", o.systemID)
+	}
+	if o.listen != "" {
+		if err := checkListenAddress(o.listen); err != nil {
+			bad("WithListenAddress(%q): want host:port with a port in [0, 65535]: %v", o.listen, err)
+		}
+	}
 	if !pow2(o.userQueue) || o.userQueue < 2 || o.userQueue > 1<<24 {
 		bad("WithUserQueue(%d): want a power of two in [2, 1<<24]", o.userQueue)
 	}
@@ -214,10 +244,12 @@ func (o *options) validate() error {
 	return fmt.Errorf("%w: %w", ErrInvalidOption, errors.Join(errs...))
 }
 
-// WithListenAddress makes the node listen on addr (host:port; port 0 picks
-// a free port, see Manager.Addr). Default: no listener, a client-only node,
-// which reaches servers by dialing them and is reached back over the
-// streams it opens.
+// WithListenAddress makes the node listen on addr (host:port; an empty host
+// listens on every interface, port 0 picks a free port, see Manager.Addr;
+// the port is a number in [0, 65535], New refuses anything else). A
+// listening node sends once Start has returned. Default: no listener, a
+// client-only node, which reaches servers by dialing them and is reached
+// back over the streams it opens.
 func WithListenAddress(addr string) Option {
 	return optionFunc(func(o *options) { o.listen = addr })
 }
@@ -229,10 +261,12 @@ func WithAdvertiseAddress(addr string) Option {
 }
 
 // WithSystemID names the actor system or service the node belongs to; peers
-// see it in the handshake and block lists match it. Default: "node-" and 8
-// random hex digits.
+// see it in the handshake and block lists match it. It is made of ASCII
+// letters, digits, '-', '_' and '.'; New refuses any other character (':'
+// and spaces would break the addresses built from it) and an empty id.
+// Default, when the option is not given: "node-" and 8 random hex digits.
 func WithSystemID(id string) Option {
-	return optionFunc(func(o *options) { o.systemID = id })
+	return optionFunc(func(o *options) { o.systemID, o.systemIDSet = id, true })
 }
 
 // WithHandler sets the handler inbound envelopes are delivered to.
@@ -311,14 +345,17 @@ func WithThrottleWatermarks(high, low float64) Option {
 }
 
 // WithMaxFrameBytes sets the largest frame the node sends or accepts, after
-// decompression; Send refuses an envelope whose payload is larger. Default
+// decompression; Send refuses, with ErrTooLarge, an envelope whose encoding
+// (payload, strings and header together) would not fit in one. Default
 // 4 MiB; [4 KiB, 64 MiB].
 func WithMaxFrameBytes(n int) Option {
 	return optionFunc(func(o *options) { o.limits.MaxFrameBytes = n })
 }
 
 // WithDictionaryLimits bounds each stream's string dictionary: entries and
-// total bytes. Default 16384 entries and 1 MiB.
+// total bytes. Send refuses an envelope whose distinct strings alone are
+// more (ErrInvalidEnvelope) or larger (ErrTooLarge) than they allow.
+// Default 16384 entries and 1 MiB.
 func WithDictionaryLimits(entries, bytes int) Option {
 	return optionFunc(func(o *options) {
 		o.limits.MaxDictionaryEntries, o.limits.MaxDictionaryBytes = entries, bytes

@@ -1,6 +1,9 @@
 package manager
 
 import (
+	"encoding/json"
+	"fmt"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/courier-go/courier/writer"
@@ -52,6 +55,9 @@ const (
 	ReasonBlocked            = writer.ReasonBlocked
 	ReasonShutdown           = writer.ReasonShutdown
 	ReasonPeerRestarted      = writer.ReasonPeerRestarted
+	ReasonPeerShutdown       = writer.ReasonPeerShutdown
+	ReasonQuarantined        = writer.ReasonQuarantined
+	ReasonUnresolvable       = writer.ReasonUnresolvable
 )
 
 // DeadLetter is an envelope that was not delivered.
@@ -74,16 +80,72 @@ type LaneStats struct {
 	Acked uint64
 	// Resent counts envelopes sent again after a reconnect.
 	Resent uint64
-	// Refused counts Sends that returned an error without queueing.
+	// Refused counts Sends to the endpoint that returned an error without
+	// queueing (a full queue under Fail, a terminated endpoint, a context
+	// that ended). Envelopes Send refuses as invalid or too large are, but
+	// for a payload within 64 bytes of the frame limit, refused before the
+	// endpoint is looked up, and not counted here.
 	Refused uint64
 	// DeadLettered counts envelopes dead-lettered, by reason; the queue
 	// full reason counts envelopes dropped at Send, never enqueued.
-	DeadLettered [writer.NumReasons]uint64
+	DeadLettered DeadLetterCounts
 	// Queued is the queue's length: envelopes waiting to be sent plus those
 	// sent and awaiting acknowledgement. Capacity is its size.
 	Queued, Capacity int
 	// Batches counts frames sent, BytesOut their bytes.
 	Batches, BytesOut uint64
+}
+
+// DeadLetterCounts are dead-letter counts indexed by reason
+// (counts[ReasonQueueFull]). They print, and marshal to JSON, with the
+// reasons' names: "{queue full: 3, too large: 0, ...}" and
+// {"queue full":3,"too large":0,...}.
+type DeadLetterCounts [writer.NumReasons]uint64
+
+// String returns every reason's name and count, in reason order.
+func (c DeadLetterCounts) String() string {
+	b := []byte{'{'}
+	for r, n := range c {
+		if r > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, writer.Reason(r).String()...)
+		b = append(b, ": "...)
+		b = strconv.AppendUint(b, n, 10)
+	}
+	return string(append(b, '}'))
+}
+
+// MarshalJSON encodes the counts as an object keyed by reason name, in
+// reason order.
+func (c DeadLetterCounts) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for r, n := range c {
+		if r > 0 {
+			b = append(b, ',')
+		}
+		name, err := json.Marshal(writer.Reason(r).String())
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, name...), ':')
+		b = strconv.AppendUint(b, n, 10)
+	}
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes. A reason it does not
+// know, from a newer node, is skipped.
+func (c *DeadLetterCounts) UnmarshalJSON(data []byte) error {
+	var byName map[string]uint64
+	if err := json.Unmarshal(data, &byName); err != nil {
+		return fmt.Errorf("manager: dead-letter counts: %w", err)
+	}
+	*c = DeadLetterCounts{}
+	for r := range c {
+		c[r] = byName[writer.Reason(r).String()]
+	}
+	return nil
 }
 
 // DeadLetteredAfterEnqueue sums the dead letters of envelopes that had been

@@ -50,7 +50,12 @@ func (m *Manager) Unwatch(ctx context.Context, address, watcher, target string) 
 }
 
 // Watches returns how many watches the node has on record for address.
-func (m *Manager) Watches(address string) int { return m.watched.count(address) }
+func (m *Manager) Watches(address string) int {
+	if !m.initialized() {
+		return 0
+	}
+	return m.watched.count(address)
+}
 
 // sendSystem does the watch bookkeeping of a system envelope and queues it.
 func (m *Manager) sendSystem(ctx context.Context, ep *endpoint, address string, env *Envelope) error {

@@ -22,6 +22,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -183,6 +184,9 @@ func (c *config) optionFlags() []string {
 
 func main() {
 	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // -h or -help: the flag set has printed the usage
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "courier-bench:", err)
 		os.Exit(2)
