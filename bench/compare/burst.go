@@ -23,12 +23,11 @@ func burst(name string) (sample, error) {
 	if _, ok := impls[name].(byteCounter); ok {
 		return s, errSkip
 	}
-	c, snd, err := connect(name, 0)
+	c, snd, done, err := connect(name, 0)
 	if err != nil {
 		return s, err
 	}
-	defer c.stop()
-	defer snd.close()
+	defer done()
 	base, err := c.report()
 	if err != nil {
 		return s, err

@@ -308,34 +308,37 @@ type here struct{}
 func (here) report() (usage, error) { return usage{Delivered: delivered.Load()}, nil }
 func (here) stop()                  {}
 
-// connect starts name's receiving child and dials it.
-func connect(name string, slow time.Duration) (receiver, sender, error) {
+// connect starts name's receiving child and dials it; done closes the
+// sender, then stops the child.
+func connect(name string, slow time.Duration) (c receiver, snd sender, done func(), err error) {
 	if _, ok := impls[name].(inProcess); ok {
 		snd, err := impls[name].dial("")
-		return here{}, snd, err
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return here{}, snd, snd.close, nil
 	}
-	c, err := startChild(name, slow)
+	ch, err := startChild(name, slow)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	snd, err := impls[name].dial(c.addr)
+	snd, err = impls[name].dial(ch.addr)
 	if err != nil {
-		c.stop()
-		return nil, nil, err
+		ch.stop()
+		return nil, nil, nil, err
 	}
-	return c, snd, nil
+	return ch, snd, func() { snd.close(); ch.stop() }, nil
 }
 
 // throughput sends payload-sized messages from senders goroutines for d and
 // measures what the child delivered.
 func throughput(name string, payload, senders int, d time.Duration) (sample, error) {
 	s := sample{Impl: name, Scenario: "throughput", Payload: payload, Senders: senders}
-	c, snd, err := connect(name, 0)
+	c, snd, done, err := connect(name, 0)
 	if err != nil {
 		return s, err
 	}
-	defer c.stop()
-	defer snd.close()
+	defer done()
 	msg := make([]byte, payload)
 	unit := int64(1)
 	if u, ok := impls[name].(byteCounter); ok {
@@ -459,12 +462,11 @@ func priority(name string, senders int, d time.Duration) (sample, error) {
 	if !ok {
 		return s, errSkip
 	}
-	c, snd, err := connect(name, 200*time.Microsecond)
+	c, snd, done, err := connect(name, 200*time.Microsecond)
 	if err != nil {
 		return s, err
 	}
-	defer c.stop()
-	defer snd.close()
+	defer done()
 	msg := make([]byte, s.Payload)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

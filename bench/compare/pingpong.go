@@ -86,12 +86,11 @@ func pingpong(name string, pairs int, d time.Duration) (sample, error) {
 	if !ok {
 		return s, errSkip
 	}
-	c, snd, err := connect(name, 0)
+	c, snd, done, err := connect(name, 0)
 	if err != nil {
 		return s, err
 	}
-	defer c.stop()
-	defer snd.close()
+	defer done()
 	if _, err := pp.pingpong(snd, pairs, d/5); err != nil { // warm up
 		return s, err
 	}
