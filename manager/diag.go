@@ -15,6 +15,7 @@ import (
 	"github.com/courier-go/courier/reader"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -407,8 +408,11 @@ func clip(s string, n int) string {
 // MaxListedProcesses) comes with an error wrapping ErrTruncated. Without a
 // deadline, ctx is bounded by DefaultQueryTimeout.
 //
-// Like every diagnostics and spawn call, it dials the peer on a connection
-// of its own, with the node's dial options and TLS configuration, and
+// Like every diagnostics and spawn call, it goes over the node's call
+// connection to the peer: one per address, dialed on first use with the
+// node's dial options and TLS configuration, reused by later calls, closed
+// after a minute without one, when it fails, or by Close (the node keeps
+// at most 64; a call in flight at Close fails with ErrClosed). Each call
 // carries the node's system id, incarnation, advertised address and
 // handshake metadata (WithHandshakeMetadata), for the peer's block list and
 // authoriser. A refusal by them is an error wrapping ErrRefused and
@@ -530,8 +534,9 @@ func checkArg(op, what, s string, mayBeEmpty bool) error {
 	return nil
 }
 
-// unary makes one diagnostics or spawn call to address, on a connection of
-// its own, and turns a failure into the package's errors.
+// unary makes one diagnostics or spawn call to address, on the cached call
+// connection to it (see callConns), and turns a failure into the package's
+// errors.
 func (m *Manager) unary(ctx context.Context, op, address string, call func(context.Context, transportv1.TransportClient, *transportv1.Caller, ...grpc.CallOption) error) error {
 	if m.closed.Load() {
 		return ErrClosed
@@ -539,20 +544,30 @@ func (m *Manager) unary(ctx context.Context, op, address string, call func(conte
 	if strings.HasPrefix(address, ClientAddressPrefix) {
 		return fmt.Errorf("manager: %s at %s: %w: a client-only node serves no calls", op, address, ErrNotSupported)
 	}
-	conn, err := grpc.NewClient(address, m.dialOptions()...)
-	if err != nil {
+	cc, err := m.calls.get(address, func() (*grpc.ClientConn, error) {
+		return grpc.NewClient(address, m.dialOptions()...)
+	})
+	switch {
+	case errors.Is(err, ErrClosed):
+		return ErrClosed
+	case err != nil:
 		return fmt.Errorf("manager: %s at %s: %w", op, address, err)
 	}
-	defer conn.Close()
 	if len(m.o.metadata) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, m.o.metadata...)
 	}
 	caller := &transportv1.Caller{SystemId: m.o.systemID, Incarnation: m.incarnation, Address: m.advertised()}
-	err = call(ctx, transportv1.NewTransportClient(conn), caller, grpc.MaxCallRecvMsgSize(maxResponseBytes+64<<10))
-	if err != nil {
-		return newCallError(op, address, err)
+	err = call(ctx, transportv1.NewTransportClient(cc.conn), caller, grpc.MaxCallRecvMsgSize(maxResponseBytes+64<<10))
+	m.calls.put(cc, err)
+	switch {
+	case err == nil:
+		return nil
+	case m.closed.Load() && ctx.Err() == nil && cc.conn.GetState() == connectivity.Shutdown &&
+		(status.Code(err) == codes.Canceled || status.Code(err) == codes.Unavailable):
+		// Close closed the connection under the call.
+		return fmt.Errorf("manager: %s at %s: %w", op, address, ErrClosed)
 	}
-	return nil
+	return newCallError(op, address, err)
 }
 
 // callError is a failed diagnostics or spawn call: it matches the

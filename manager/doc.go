@@ -54,7 +54,9 @@
 // pass the peer's block list and authoriser, like a stream's handshake, and
 // the embedder's errors come back as the package's sentinels. An embedder
 // that panics or ignores its context never takes the node down or holds a
-// call past its deadline.
+// call past its deadline. The calls to one peer share a connection, apart
+// from the streams', cached per address (at most 64, each closed after a
+// minute without a call, when it fails, and by Close).
 //
 // # Limits
 //

@@ -144,6 +144,7 @@ type Manager struct {
 	ctx     context.Context // canceled by Close, after flushing
 	cancel  context.CancelFunc
 	epWG    sync.WaitGroup // endpoint goroutines
+	calls   callConns      // connections of the diagnostics and spawn calls
 
 	deadLetters     atomic.Uint64
 	staleTerminated atomic.Uint64 // Terminated envelopes that answered no watch
@@ -575,5 +576,6 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.serveWG.Wait()
 	m.events.close()
+	m.calls.closeAll()
 	return nil
 }

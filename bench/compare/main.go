@@ -20,6 +20,12 @@
 // depends on what it is compared with.
 //
 //	cd bench/compare && go run . [-rounds 3] [-duration 2s] [-json results.json]
+//
+// The JSON file is an object: "provenance" (the commit, Go version,
+// platform, every flag's value, cores and start time of the run; see
+// bench/internal/provenance) and "samples", one per implementation, job and
+// round. The older files in results/ (2026-11-28-2vcpu.json and the
+// 2026-12-03 ones) hold the samples alone, as a top-level array.
 package main
 
 import (
@@ -41,6 +47,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/courier-go/courier/bench/internal/provenance"
 )
 
 // impl is one implementation under comparison.
@@ -517,6 +525,7 @@ func priority(name string, senders int, d time.Duration) (sample, error) {
 }
 
 func main() {
+	start := time.Now()
 	childName := flag.String("child", "", "run as the receiving process of this implementation (internal)")
 	childSlow := flag.Duration("child-slow", 0, "receiver delay per message (internal)")
 	rounds := flag.Int("rounds", 3, "rounds; every implementation runs once per round, interleaved")
@@ -524,7 +533,7 @@ func main() {
 	only := flag.String("impls", "", "comma-separated implementations to run (default all)")
 	scenarios := flag.String("scenarios", "throughput,pingpong,priority,burst", "comma-separated scenarios to run: throughput (one way, 64 B and 1 KiB), pingpong (protoactor-go's remote benchmark shape, the actor runtimes only), priority, burst (2 M messages of 64 B; the receiver's memory after them)")
 	pairs := flag.Int("pairs", 16, "actor pairs in the ping/pong scenario")
-	jsonPath := flag.String("json", "compare.json", "write the samples as JSON to this file (empty: don't)")
+	jsonPath := flag.String("json", "compare.json", `write the samples as JSON to this file (empty: don't): {"provenance": {commit, Go version, flags, cores, start...}, "samples": [...]}`)
 	floodSenders := flag.Int("priority-senders", 4, "goroutines flooding the user path in the priority scenario; 0 times the probes on an idle path")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	traceFile = flag.String("trace", "", "write an execution trace of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
@@ -560,6 +569,7 @@ func main() {
 		}
 		return
 	}
+	prov := provenance.Collect(flag.CommandLine, os.Args[1:], start)
 	names := []string{"courier", "protoactor-courier", "protoactor-default", "protoactor-batch", "protoactor-local", "grpc-raw", "grpc-batched", "grpc-ceiling", "tcp"}
 	if *only != "" {
 		names = strings.Split(*only, ",")
@@ -605,12 +615,20 @@ func main() {
 	}
 	printTable(os.Stdout, samples)
 	if *jsonPath != "" {
-		b, _ := json.MarshalIndent(samples, "", "  ")
+		b, _ := json.MarshalIndent(resultsFile{Provenance: prov, Samples: samples}, "", "  ")
 		if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
+}
+
+// resultsFile is the JSON file of a run (-json): where it comes from, and
+// every sample in the order it ran. The older files in results/ hold the
+// samples alone, a top-level array.
+type resultsFile struct {
+	Provenance provenance.Provenance `json:"provenance"`
+	Samples    []sample              `json:"samples"`
 }
 
 // printTable prints medians and spreads per implementation and job, and the

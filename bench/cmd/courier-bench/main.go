@@ -1,6 +1,8 @@
 // Command courier-bench runs courier's benchmark scenarios on 127.0.0.1 and
 // prints a table of the results; it can also write them as JSON and as a
-// self-contained SVG chart.
+// self-contained SVG chart. The JSON is an object: "provenance" (the commit,
+// Go version, platform, every flag's value, cores and start time of the
+// run; see bench/internal/provenance) and "results", the table's rows.
 //
 // Scenarios:
 //
@@ -22,6 +24,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/courier-go/courier/bench/internal/provenance"
 	"github.com/courier-go/courier/manager"
 )
 
@@ -60,6 +64,8 @@ type config struct {
 	chartPath      string
 	cpuProfile     string
 	tracePath      string
+	// flags is the parsed flag set, for the provenance of the JSON.
+	flags *flag.FlagSet
 
 	peer      bool
 	peerNodes int
@@ -67,8 +73,8 @@ type config struct {
 }
 
 func parseFlags(args []string) (*config, error) {
-	c := &config{}
 	fs := flag.NewFlagSet("courier-bench", flag.ContinueOnError)
+	c := &config{flags: fs}
 	scenarios := fs.String("scenarios", "throughput,priority,fan-out,fan-in", "scenarios to run, comma-separated")
 	payloads := fs.String("payloads", "64,1024,16384", "payload sizes in bytes for throughput, comma-separated")
 	senders := fs.String("senders", "1,16", "sending goroutines for throughput, comma-separated")
@@ -85,7 +91,7 @@ func parseFlags(args []string) (*config, error) {
 	buffers := fs.String("socket-buffers", fmt.Sprintf("%d,%d", manager.DefaultSocketBuffer, manager.DefaultSocketBuffer), "WithSocketBuffers: gRPC's read and write buffer sizes in bytes, comma-separated")
 	fs.IntVar(&c.fanOutPeers, "fan-out-peers", 64, "peers in the fan-out scenario")
 	fs.IntVar(&c.fanInNodes, "fan-in-nodes", 16, "sending nodes in the fan-in scenario")
-	fs.StringVar(&c.jsonPath, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&c.jsonPath, "json", "", `write the results as JSON to this file: {"provenance": {commit, Go version, flags, cores, start...}, "results": [...]}`)
 	fs.StringVar(&c.chartPath, "chart", "", "write an SVG chart of the results to this file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to this file, and one of each peer process to this file with .peerN appended")
 	fs.StringVar(&c.tracePath, "trace", "", "write an execution trace of this process to this file, and one of each peer process to this file with .peerN appended")
@@ -120,9 +126,11 @@ func parseFlags(args []string) (*config, error) {
 		return nil, err
 	}
 	// Let the library validate the tuning, so that errors read the same.
-	if _, err := manager.New(append(c.options(), manager.WithHandler(manager.HandlerFunc(func(manager.Peer, *manager.Envelope) {})))...); err != nil {
+	m, err := manager.New(append(c.options(), manager.WithHandler(manager.HandlerFunc(func(manager.Peer, *manager.Envelope) {})))...)
+	if err != nil {
 		return nil, err
 	}
+	_ = m.Close(context.Background()) // never started: ends its event goroutine
 	return c, nil
 }
 
@@ -183,6 +191,7 @@ func (c *config) optionFlags() []string {
 }
 
 func main() {
+	start := time.Now()
 	cfg, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0) // -h or -help: the flag set has printed the usage
@@ -205,6 +214,7 @@ func main() {
 		}
 		return
 	}
+	prov := provenance.Collect(cfg.flags, os.Args[1:], start)
 	results, err := run(cfg, newProgress(os.Stderr))
 	stopProfile()
 	printTable(os.Stdout, results)
@@ -213,7 +223,7 @@ func main() {
 		os.Exit(1)
 	}
 	if cfg.jsonPath != "" {
-		if err := writeJSON(cfg.jsonPath, results); err != nil {
+		if err := writeJSON(cfg.jsonPath, prov, results); err != nil {
 			fmt.Fprintln(os.Stderr, "courier-bench:", err)
 			os.Exit(1)
 		}

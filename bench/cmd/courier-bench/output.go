@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/courier-go/courier/bench/internal/provenance"
 )
 
 func printTable(w io.Writer, results []result) {
@@ -39,8 +41,15 @@ func printTable(w io.Writer, results []result) {
 	tw.Flush()
 }
 
-func writeJSON(path string, results []result) error {
-	b, err := json.MarshalIndent(results, "", "  ")
+// resultsFile is the JSON file of a run: where it comes from, and its
+// results in the order they ran.
+type resultsFile struct {
+	Provenance provenance.Provenance `json:"provenance"`
+	Results    []result              `json:"results"`
+}
+
+func writeJSON(path string, prov provenance.Provenance, results []result) error {
+	b, err := json.MarshalIndent(resultsFile{Provenance: prov, Results: results}, "", "  ")
 	if err != nil {
 		return err
 	}
