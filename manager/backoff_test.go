@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/courier-go/courier/internal/testutil"
 )
 
 // TestReconnectMaxElapsed: an unreachable peer's endpoint gives up once it
@@ -31,8 +33,8 @@ func TestReconnectMaxElapsed(t *testing.T) {
 	if ev.Reason != ReasonEndpointTerminated.String() {
 		t.Errorf("terminated with reason %q", ev.Reason)
 	}
-	waitFor(t, "the watcher to hear Terminated", func() bool { return terminatedWatch(watcher, "w", "p") })
-	waitFor(t, "the envelope to be dead-lettered", func() bool { return dead.snapshot()["endpoint terminated"] == 1 })
+	testutil.Eventually(t, "the watcher to hear Terminated", patience, func() bool { return terminatedWatch(watcher, "w", "p") })
+	testutil.Eventually(t, "the envelope to be dead-lettered", patience, func() bool { return dead.snapshot()["endpoint terminated"] == 1 })
 	s, _ := a.Stats(addr)
 	checkBalanced(t, s)
 }

@@ -4,9 +4,25 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/courier-go/courier/internal/testutil"
 )
+
+// parkProbe is a context that records when Done is first asked for: a Send
+// under Block asks only when its queue is full and it is about to wait, so
+// once it has, the Send is waiting, or returns only when its queue has room.
+type parkProbe struct {
+	context.Context
+	asked atomic.Bool
+}
+
+func (p *parkProbe) Done() <-chan struct{} {
+	p.asked.Store(true)
+	return p.Context.Done()
+}
 
 // stalled returns a sender whose peer's handler is stuck until the returned
 // function is called, with the user lane already filled: the queue holds
@@ -96,12 +112,19 @@ func TestOverflowBlock(t *testing.T) {
 	if err := a.Send(ctx, b.Addr(), &Envelope{Target: "late"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Block Send on a full queue = %v, want DeadlineExceeded", err)
 	}
+	// The queue stays full until release: the peer's handler is stuck. So
+	// a Send that has begun to wait must still be waiting now.
+	probe := &parkProbe{Context: context.Background()}
 	done := make(chan error, 1)
-	go func() { done <- a.Send(context.Background(), b.Addr(), &Envelope{Target: "waits"}) }()
+	go func() { done <- a.Send(probe, b.Addr(), &Envelope{Target: "waits"}) }()
+	testutil.Eventually(t, "the Send to wait for room", patience, probe.asked.Load)
 	select {
 	case err := <-done:
 		t.Fatalf("Block Send returned %v while the queue is full", err)
-	case <-time.After(50 * time.Millisecond):
+	default:
+	}
+	if s, _ := a.Stats(b.Addr()); s.User.Queued != s.User.Capacity {
+		t.Fatalf("queue holds %d of %d while the peer is stuck", s.User.Queued, s.User.Capacity)
 	}
 	release()
 	select {

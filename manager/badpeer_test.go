@@ -243,6 +243,7 @@ func TestDialerSurfacesRefusal(t *testing.T) {
 			if err := a.Send(context.Background(), addr, &Envelope{Target: "t"}); err != nil {
 				t.Fatal(err)
 			}
+			ep := endpointOf(t, a, addr)
 			ev := log.waitFor(t, "peer refused", 5*time.Second, func(e Event) bool { return e.Type == EventPeerRefused })
 			if !errors.Is(ev.Err, c.err) {
 				t.Fatalf("event error %v, want %v", ev.Err, c.err)
@@ -259,8 +260,18 @@ func TestDialerSurfacesRefusal(t *testing.T) {
 			if err := a.Send(context.Background(), addr, &Envelope{Target: "t"}); !errors.Is(err, ErrEndpointTerminated) {
 				t.Fatalf("Send to a refused peer = %v, want ErrEndpointTerminated", err)
 			}
-			time.Sleep(200 * time.Millisecond)
-			if n := srv.attempts.Load(); n > 2 {
+			// The endpoint's goroutine has returned, so it dials no more, and
+			// no Send replaced it. It reports each attempt's refusal before
+			// its end, and events arrive in order: with its terminated event
+			// in, so is every refusal it reported.
+			endpointEnded(t, ep)
+			if endpointOf(t, a, addr) != ep {
+				t.Fatal("a Send to the refusing peer made a new endpoint, which dials it again")
+			}
+			if n := log.count(func(e Event) bool { return e.Type == EventPeerRefused }); n != 1 {
+				t.Fatalf("%d refusals: the dialer retried", n)
+			}
+			if n := srv.attempts.Load(); n > 2 { // a stream per lane
 				t.Fatalf("%d connection attempts after a refusal", n)
 			}
 		})

@@ -7,9 +7,9 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/testutil"
 )
 
 // TestBlockAtHandshake: a node on the block list is refused at the
@@ -28,31 +28,50 @@ func TestBlockAtHandshake(t *testing.T) {
 	if got := b.Blocked(); !slices.Equal(got, []string{"alpha"}) {
 		t.Fatalf("Blocked() = %v", got)
 	}
+	// The dialer's refusals, and whether it has reported its end.
 	var dialerErr atomic.Value
+	var dialerRefusals atomic.Int32
+	var dialerEnded atomic.Bool
 	a.Subscribe(func(e Event) {
-		if e.Type == EventPeerRefused {
+		switch e.Type {
+		case EventPeerRefused:
+			dialerRefusals.Add(1)
 			dialerErr.Store(e.Err)
+		case EventTerminated:
+			dialerEnded.Store(true)
 		}
 	})
 	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the endpoint to fail, dead-lettering the envelope with reason blocked", func() bool {
+	ep := endpointOf(t, a, b.Addr())
+	testutil.Eventually(t, "the endpoint to fail, dead-lettering the envelope with reason blocked", patience, func() bool {
 		s, _ := a.Stats(b.Addr())
 		return s.State == StateTerminated && s.User.DeadLettered[ReasonBlocked] == 1
 	})
-	waitFor(t, "the dialer's refused event", func() bool { return dialerErr.Load() != nil })
-	if err := dialerErr.Load().(error); !errors.Is(err, ErrBlocked) {
+	// The endpoint's goroutine has returned: it dials no more. It reports
+	// each attempt's refusal before its end, and events arrive in order,
+	// so by its terminated event every refusal it will ever report is in.
+	endpointEnded(t, ep)
+	testutil.Eventually(t, "the dialer's terminated event", patience, dialerEnded.Load)
+	if err, _ := dialerErr.Load().(error); !errors.Is(err, ErrBlocked) {
 		t.Errorf("dialer's refusal %v is not ErrBlocked", err)
 	}
-	// Sends in the next moments are refused, not dialed again.
+	if n := dialerRefusals.Load(); n != 1 {
+		t.Errorf("the dialer was refused %d times, want once: it retried", n)
+	}
+	// Sends in the next moments are refused, not dialed again: the
+	// terminated endpoint stays the address's, and no other dials.
 	for range 50 {
 		err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "x"})
 		if !errors.Is(err, ErrEndpointTerminated) {
 			t.Fatalf("Send to a blocking peer: %v, want ErrEndpointTerminated", err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	if endpointOf(t, a, b.Addr()) != ep {
+		t.Error("a Send to the blocking peer made a new endpoint, which dials it again")
+	}
+	testutil.Eventually(t, "b to report the refusal", patience, func() bool { return refusals.Load() > 0 })
 	if n := refusals.Load(); n > 2 { // one per stream of the one attempt
 		t.Errorf("%d refusals: the dialer retried", n)
 	}
@@ -67,17 +86,23 @@ func TestBlockLive(t *testing.T) {
 	a, b := newFaultPair(t)
 	stop := traffic(a, b)
 	defer stop()
-	waitFor(t, "traffic both ways", func() bool { return deliveredUser(a) > 100 && deliveredUser(b) > 100 })
+	testutil.Eventually(t, "traffic both ways", patience, func() bool { return deliveredUser(a) > 100 && deliveredUser(b) > 100 })
 
+	ep := endpointOf(t, a.m, b.proxy.Addr())
 	a.m.Block(b.m.SystemID())
 	a.mu.Lock()
 	atBlock := len(a.user) + len(a.sys)
 	a.mu.Unlock()
-	if s, _ := a.m.Stats(b.proxy.Addr()); s.State != StateTerminated {
-		t.Errorf("endpoint to the blocked peer is %v", s.State)
+	if s := State(ep.state.Load()); s != StateTerminated {
+		t.Errorf("endpoint to the blocked peer is %v", s)
 	}
-	checkTerminated(t, a, b.proxy.Addr(), AddressTerminated)
-	time.Sleep(300 * time.Millisecond)
+	checkTerminated(t, a, b.proxy.Addr(), AddressTerminated, func() { endpointEnded(t, ep) })
+	// What a delivered from b is final once b can send nothing more: the
+	// traffic stopped, b closed, and no stream of b's left on a (a blocked
+	// system's handshakes are refused, so none can come).
+	stop()
+	b.kill()
+	testutil.Eventually(t, "a to have no stream from b open", patience, func() bool { return a.m.live.count(b.m.SystemID()) == 0 })
 	a.mu.Lock()
 	after := len(a.user) + len(a.sys)
 	a.mu.Unlock()
@@ -99,10 +124,9 @@ func TestBlockLive(t *testing.T) {
 	if got := a.m.Blocked(); len(got) != 0 {
 		t.Fatalf("Blocked() after Unblock = %v", got)
 	}
-	b.kill()
 	b2 := newFaultNode(t, b.m.Addr(), b.proxy)
 	payload := binary.BigEndian.AppendUint64(nil, 1<<40)
-	waitFor(t, "the restarted peer to be accepted", func() bool {
+	testutil.Eventually(t, "the restarted peer to be accepted", patience, func() bool {
 		_ = b2.m.Send(context.Background(), a.proxy.Addr(), &Envelope{Target: "x", Payload: payload})
 		a.mu.Lock()
 		defer a.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/testutil"
 )
 
 // TestCloseWhileSending closes the sending node while many goroutines send
@@ -55,7 +56,8 @@ func TestCloseWhileSending(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Close while envelopes are in flight.
+	testutil.Eventually(t, "traffic to flow", patience, func() bool { return delivered.Load() > 100 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.Close(ctx); err != nil {
@@ -68,25 +70,15 @@ func TestCloseWhileSending(t *testing.T) {
 	}
 	// Deliveries that were in flight land within the flush; give the
 	// receiver a moment to count the last frame.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		total := delivered.Load() + dead.Load() + refused.Load()
-		if total == sent.Load() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sent %d = delivered %d + dead-lettered %d + refused %d does not hold",
-				sent.Load(), delivered.Load(), dead.Load(), refused.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if delivered.Load() == 0 {
-		t.Fatal("nothing was delivered before Close")
-	}
+	defer func() {
+		t.Logf("sent %d: delivered %d, dead-lettered %d, refused %d", sent.Load(), delivered.Load(), dead.Load(), refused.Load())
+	}()
+	testutil.Eventually(t, "sent = delivered + dead-lettered + refused", 5*time.Second, func() bool {
+		return delivered.Load()+dead.Load()+refused.Load() == sent.Load()
+	})
 	if err := a.Send(context.Background(), b.Addr(), &Envelope{Target: "t"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after Close = %v", err)
 	}
-	t.Logf("sent %d: delivered %d, dead-lettered %d, refused %d", sent.Load(), delivered.Load(), dead.Load(), refused.Load())
 }
 
 func TestCloseFlushesQueued(t *testing.T) {

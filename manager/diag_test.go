@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/courier-go/courier/internal/testutil"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/proto/courier/v1/transportv1"
 	"google.golang.org/grpc"
@@ -134,7 +135,7 @@ func (b *blocker) unblock() { b.once.Do(func() { close(b.release) }) }
 func (b *blocker) releaseAtEnd(t *testing.T) {
 	t.Cleanup(func() {
 		b.unblock()
-		waitFor(t, "the blocked embedder calls to return", func() bool { return b.active.Load() == 0 })
+		testutil.Eventually(t, "the blocked embedder calls to return", patience, func() bool { return b.active.Load() == 0 })
 	})
 }
 

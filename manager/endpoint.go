@@ -828,6 +828,11 @@ func (ep *endpoint) serveClient() {
 	defer wg.Wait()
 	ended := make(chan struct{})
 	attached := 0
+	// One idle timer, armed while no stream is attached; idle is its
+	// channel then, nil otherwise.
+	timer := time.NewTimer(ep.m.o.idleTimeout)
+	timer.Stop()
+	defer timer.Stop()
 	var idle <-chan time.Time
 	for {
 		select {
@@ -838,7 +843,18 @@ func (ep *endpoint) serveClient() {
 				ep.state.Store(uint32(StateConnected))
 			}
 			attached++
-			idle = nil
+			if idle != nil {
+				if !timer.Stop() {
+					// Fired as the stream came: drop the tick, so that a
+					// later Reset does not see it (before Go 1.23's
+					// timers, Stop left it in the channel).
+					select {
+					case <-timer.C:
+					default:
+					}
+				}
+				idle = nil
+			}
 			wg.Go(func() {
 				select {
 				case <-a.closed:
@@ -852,7 +868,8 @@ func (ep *endpoint) serveClient() {
 			})
 		case <-ended:
 			if attached--; attached == 0 {
-				idle = time.After(ep.m.o.idleTimeout)
+				timer.Reset(ep.m.o.idleTimeout)
+				idle = timer.C
 			}
 		case <-idle:
 			ep.terminate(writer.ReasonEndpointTerminated, fmt.Errorf("%w: client-only peer %s had no stream for %v", ErrIdle, ep.address, ep.m.o.idleTimeout))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/testutil"
 )
 
 // The fault tests run two nodes, each behind a fault-injecting proxy that
@@ -36,6 +37,10 @@ func faultOptions() []Option {
 
 const nWatches = 4 // watchers w0..w3 on node a watch processes p0..p3 on node b
 
+// sentinelBase is where the ids of sentinel envelopes start: far above any
+// id a pump reaches.
+const sentinelBase = 1 << 62
+
 // faultNode is one node of a fault test, with everything it saw.
 type faultNode struct {
 	t     *testing.T
@@ -59,6 +64,8 @@ type faultNode struct {
 	deadReason [2]map[uint64]DeadLetterReason
 	// Ids refused at Send.
 	refused [2]map[uint64]bool
+	// Sentinel envelopes delivered, by id (see sentinel).
+	sentinels map[uint64]bool
 	// gate, while set, holds user deliveries until it is closed, so that
 	// the user lane lags the system lane.
 	gate atomic.Pointer[chan struct{}]
@@ -74,6 +81,7 @@ func newFaultNode(t *testing.T, listen string, proxy *faultProxy, opts ...Option
 		user: map[uint64]int{}, sys: map[uint64]int{},
 		terms: map[watchKey]int{}, termReasons: map[watchKey]string{},
 		terminated: map[string]bool{}, watchedBy: map[watchKey]Peer{},
+		sentinels: map[uint64]bool{},
 	}
 	for l := range 2 {
 		n.dead[l] = map[uint64]int{}
@@ -119,6 +127,10 @@ func (n *faultNode) deliver(p Peer, env *Envelope) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if id := envID(env); id > sentinelBase {
+		n.sentinels[id] = true
+		return
+	}
 	switch {
 	case env.Lane == batch.LaneUser:
 		n.user[envID(env)]++
@@ -145,8 +157,8 @@ func (n *faultNode) deadLetter(d DeadLetter) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	id := envID(&d.Envelope)
-	if id == 0 {
-		return // a watch or a Terminated
+	if id == 0 || id > sentinelBase {
+		return // a watch, a Terminated or a sentinel
 	}
 	n.dead[d.Envelope.Lane][id]++
 	n.deadReason[d.Envelope.Lane][id] = d.Reason
@@ -193,15 +205,24 @@ func (n *faultNode) pump(address string, base uint64, stop <-chan struct{}) (las
 func traffic(a, b *faultNode) (stop func() (fromA, fromB [2]uint64)) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	var once sync.Once
 	var la, lb [2]uint64
 	wg.Add(2)
 	go func() { defer wg.Done(); la = a.pump(b.proxy.Addr(), 0, done) }()
 	go func() { defer wg.Done(); lb = b.pump(a.proxy.Addr(), 0, done) }()
 	return func() ([2]uint64, [2]uint64) {
-		close(done)
-		wg.Wait()
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
 		return la, lb
 	}
+}
+
+// flowing waits until user envelopes have been delivered both ways.
+func flowing(t *testing.T, a, b *faultNode) {
+	t.Helper()
+	testutil.Eventually(t, "traffic both ways", patience, func() bool { return deliveredUser(a) > 0 && deliveredUser(b) > 0 })
 }
 
 // account waits until every envelope from sender to receivers, ids 1 to
@@ -211,24 +232,25 @@ func traffic(a, b *faultNode) (stop func() (fromA, fromB [2]uint64)) {
 // have been delivered (the peer went away before acknowledging it).
 func account(t *testing.T, sender *faultNode, last [2]uint64, lostOK map[DeadLetterReason]bool, receivers ...*faultNode) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		problems := accountOnce(sender, last, lostOK, receivers, time.Now().After(deadline))
-		if len(problems) == 0 {
+	accounted := false
+	defer func() {
+		if accounted {
 			return
 		}
-		if time.Now().After(deadline) {
-			for i, p := range problems {
-				if i == 10 {
-					t.Errorf("... and %d more", len(problems)-10)
-					break
-				}
-				t.Error(p)
+		// Timed out: name the envelopes, every missing one too.
+		problems := accountOnce(sender, last, lostOK, receivers, true)
+		for i, p := range problems {
+			if i == 10 {
+				t.Errorf("... and %d more", len(problems)-10)
+				break
 			}
-			t.FailNow()
+			t.Error(p)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	testutil.Eventually(t, "every envelope to be accounted for", 30*time.Second, func() bool {
+		return len(accountOnce(sender, last, lostOK, receivers, false)) == 0
+	})
+	accounted = true
 }
 
 func accountOnce(sender *faultNode, last [2]uint64, lostOK map[DeadLetterReason]bool, receivers []*faultNode, final bool) []string {
@@ -285,7 +307,7 @@ func newFaultPair(t *testing.T) (a, b *faultNode) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "b to see the watches", func() bool {
+	testutil.Eventually(t, "b to see the watches", patience, func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.watchedBy) == nWatches
@@ -293,15 +315,32 @@ func newFaultPair(t *testing.T) (a, b *faultNode) {
 	return a, b
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+var sentinelSeq atomic.Uint64
+
+// sentinel has from send a sentinel envelope on each lane to to, after
+// everything it sent to before, and waits until to has delivered both. A
+// lane delivers in order, each position once and none after a gap: so by
+// then to has delivered, or dropped as a duplicate, everything from queued
+// for it earlier, and what it counted from from is final.
+func sentinel(t *testing.T, from, to *faultNode) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	var ids [2]uint64
+	for lane := range 2 {
+		ids[lane] = sentinelBase + sentinelSeq.Add(1)
+		env := &Envelope{Target: "sentinel", SenderID: "sentinel", Lane: batch.Lane(lane),
+			Payload: binary.BigEndian.AppendUint64(nil, ids[lane])}
+		if env.Lane == batch.LaneSystem {
+			env.Kind = batch.KindStop
 		}
-		time.Sleep(5 * time.Millisecond)
+		if err := from.m.Send(context.Background(), to.proxy.Addr(), env); err != nil {
+			t.Fatalf("sentinel on lane %d: %v", lane, err)
+		}
 	}
+	testutil.Eventually(t, "the sentinels to arrive", patience, func() bool {
+		to.mu.Lock()
+		defer to.mu.Unlock()
+		return to.sentinels[ids[0]] && to.sentinels[ids[1]]
+	})
 }
 
 // terminateWatched has b tell each watcher on a that its process is gone,
@@ -310,7 +349,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func terminateWatched(t *testing.T, a, b *faultNode) {
 	t.Helper()
 	sendTerminated(t, b, a)
-	checkTerminated(t, a, b.proxy.Addr(), "")
+	checkTerminated(t, a, b.proxy.Addr(), "", func() { sentinel(t, b, a) })
 }
 
 // sendTerminated has b tell each watcher on a that its process is gone.
@@ -331,16 +370,19 @@ func sendTerminated(t *testing.T, b, a *faultNode) {
 }
 
 // checkTerminated waits for every watcher on a of a process at address to
-// have been told once, with the reason header want ("" for a Terminated
-// from the peer itself).
-func checkTerminated(t *testing.T, a *faultNode, address, want string) {
+// have been told, then for settled, and checks that each was told once,
+// with the reason header want ("" for a Terminated from the peer itself).
+// settled returns once nothing can tell a watcher again: the peer's
+// sentinel has arrived (for Terminated envelopes the peer sent), or a's
+// endpoint has settled with the peer (for those a made itself).
+func checkTerminated(t *testing.T, a *faultNode, address, want string, settled func()) {
 	t.Helper()
-	waitFor(t, "every watcher to hear Terminated", func() bool {
+	testutil.Eventually(t, "every watcher to hear Terminated", patience, func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return len(a.terms) == nWatches
 	})
-	time.Sleep(50 * time.Millisecond) // a duplicate would show by now
+	settled()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, n := range a.terms {
@@ -365,12 +407,13 @@ func checkTerminated(t *testing.T, a *faultNode, address, want string) {
 func runFault(t *testing.T, inject func(a, b *faultNode), clear func(a, b *faultNode)) {
 	a, b := newFaultPair(t)
 	stop := traffic(a, b)
-	time.Sleep(100 * time.Millisecond)
+	defer stop()
+	flowing(t, a, b)
 	inject(a, b)
 	clear(a, b)
 	// Traffic must flow again: a fresh envelope each way arrives.
 	before := deliveredUser(b)
-	waitFor(t, "traffic to resume", func() bool { return deliveredUser(b) > before+100 })
+	testutil.Eventually(t, "traffic to resume", patience, func() bool { return deliveredUser(b) > before+100 })
 	fromA, fromB := stop()
 	account(t, a, fromA, nil, b)
 	account(t, b, fromB, nil, a)
@@ -451,24 +494,28 @@ func TestFaultPeerRestart(t *testing.T) {
 	})
 	defer unsub()
 	stop := traffic(a, b)
-	time.Sleep(150 * time.Millisecond)
+	defer stop()
+	flowing(t, a, b)
 
 	b.kill()
 	b2 := newFaultNode(t, b.m.Addr(), b.proxy)
 	if b2.m.Incarnation() == b.m.Incarnation() {
 		t.Fatal("restarted node has the old incarnation")
 	}
-	checkTerminated(t, a, b.proxy.Addr(), AddressTerminated)
-	select {
-	case e := <-events:
-		if e.Peer.Incarnation != b2.m.Incarnation() {
-			t.Errorf("peer restarted event names incarnation %x, want %x", e.Peer.Incarnation, b2.m.Incarnation())
+	// a's endpoint settles with the old b, telling the watchers, before it
+	// reports the restart.
+	checkTerminated(t, a, b.proxy.Addr(), AddressTerminated, func() {
+		select {
+		case e := <-events:
+			if e.Peer.Incarnation != b2.m.Incarnation() {
+				t.Errorf("peer restarted event names incarnation %x, want %x", e.Peer.Incarnation, b2.m.Incarnation())
+			}
+		case <-time.After(patience):
+			t.Fatal("no peer restarted event")
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no peer restarted event")
-	}
+	})
 	// Traffic from a flows to the new b.
-	waitFor(t, "traffic to the new incarnation", func() bool { return deliveredUser(b2) > 100 })
+	testutil.Eventually(t, "traffic to the new incarnation", patience, func() bool { return deliveredUser(b2) > 100 })
 	fromA, fromB := stop()
 	lost := map[DeadLetterReason]bool{ReasonPeerRestarted: true}
 	account(t, a, fromA, lost, b, b2)
@@ -495,7 +542,7 @@ func TestFaultTerminatedAfterData(t *testing.T) {
 	}
 	sendTerminated(t, b, a)
 	// The Terminated envelopes reach a and wait there for the user lane.
-	waitFor(t, "the Terminated envelopes to be held", func() bool {
+	testutil.Eventually(t, "the Terminated envelopes to be held", patience, func() bool {
 		held := 0
 		a.m.inbound.Range(func(_, v any) bool {
 			held += int(v.(*inboundPeer).heldN.Load())
@@ -511,7 +558,7 @@ func TestFaultTerminatedAfterData(t *testing.T) {
 	}
 	a.proxy.Cut()
 	close(gate)
-	checkTerminated(t, a, b.proxy.Addr(), "")
+	checkTerminated(t, a, b.proxy.Addr(), "", func() { sentinel(t, b, a) })
 	a.mu.Lock()
 	got := len(a.user)
 	a.mu.Unlock()
@@ -534,11 +581,12 @@ func TestFaultUnreachable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "b to see the watches", func() bool {
+	testutil.Eventually(t, "b to see the watches", patience, func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.watchedBy) == nWatches
 	})
+	ep := endpointOf(t, a.m, pb.Addr())
 	terminated := make(chan Event, 1)
 	unsub := a.m.Subscribe(func(e Event) {
 		if e.Type == EventTerminated {
@@ -566,10 +614,10 @@ func TestFaultUnreachable(t *testing.T) {
 		if e.Reason != ReasonEndpointTerminated.String() {
 			t.Errorf("terminated with reason %q", e.Reason)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("endpoint not terminated")
 	}
-	checkTerminated(t, a, pb.Addr(), AddressTerminated)
+	checkTerminated(t, a, pb.Addr(), AddressTerminated, func() { endpointEnded(t, ep) })
 	account(t, a, [2]uint64{n, 0}, nil, b)
 	a.mu.Lock()
 	for id, r := range a.deadReason[batch.LaneUser] {
@@ -595,9 +643,12 @@ func TestFaultUnwatch(t *testing.T) {
 	// b's embedder still sends Terminated (it may not have seen the
 	// Unwatch yet), then b goes away.
 	sendTerminated(t, b, a)
-	waitFor(t, "b's Terminated envelopes to reach a", func() bool { return a.m.staleTerminated.Load() == nWatches })
+	testutil.Eventually(t, "b's Terminated envelopes to reach a", patience, func() bool { return a.m.staleTerminated.Load() == nWatches })
+	// b's goodbye ends a's endpoint after the grace: by the time its
+	// goroutine returns, it has settled with b, and told no watcher.
+	ep := endpointOf(t, a.m, b.proxy.Addr())
 	b.kill()
-	time.Sleep(200 * time.Millisecond)
+	endpointEnded(t, ep)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.terms) != 0 {
@@ -635,7 +686,7 @@ func TestFaultSystemQueueFull(t *testing.T) {
 	if !errors.Is(err, ErrSystemQueueFull) {
 		t.Fatalf("after %d sends: %v, want ErrSystemQueueFull", sent, err)
 	}
-	waitFor(t, "the queued system envelopes to be dead-lettered", func() bool {
+	testutil.Eventually(t, "the queued system envelopes to be dead-lettered", patience, func() bool {
 		s, _ := a.Stats(b.Addr())
 		return s.State == StateTerminated && int(dead.Load()) == sent // none was acknowledged
 	})

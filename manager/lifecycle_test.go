@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/testutil"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"google.golang.org/grpc/codes"
 )
@@ -121,7 +122,7 @@ func TestPeerShutdownEndsEndpoint(t *testing.T) {
 	if ev.Reason != "peer shut down" {
 		t.Errorf("terminated with reason %q (%v), want \"peer shut down\"", ev.Reason, ev.Err)
 	}
-	waitFor(t, "the watcher to hear Terminated", func() bool { return terminatedWatch(watcher, "w", "p") })
+	testutil.Eventually(t, "the watcher to hear Terminated", patience, func() bool { return terminatedWatch(watcher, "w", "p") })
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
@@ -149,19 +150,19 @@ func TestQuarantinedDialerGivesUp(t *testing.T) {
 	if err := b.Send(context.Background(), a.Addr(), &Envelope{Target: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b to connect", func() bool {
+	testutil.Eventually(t, "b to connect", patience, func() bool {
 		s, _ := b.Stats(a.Addr())
 		return s.User.Acked == 1
 	})
 	a.Block("beta")
-	waitFor(t, "b's endpoint to end", func() bool {
+	testutil.Eventually(t, "b's endpoint to end", patience, func() bool {
 		s, _ := b.Stats(a.Addr())
 		return s.State == StateTerminated
 	})
 	a.Unblock("beta")
 	// Once the terminated endpoint may be replaced, a Send dials anew.
 	var sentAt time.Time
-	waitFor(t, "a new endpoint", func() bool {
+	testutil.Eventually(t, "a new endpoint", patience, func() bool {
 		sentAt = time.Now()
 		return b.Send(context.Background(), a.Addr(), &Envelope{Target: "x"}) == nil
 	})
@@ -192,7 +193,7 @@ func TestQuarantinedDialerGivesUp(t *testing.T) {
 	if refusals != 1 || retries != 0 {
 		t.Errorf("%d quarantine refusals and %d reconnects before giving up, want 1 and 0", refusals, retries)
 	}
-	waitFor(t, "the envelope to be dead-lettered", func() bool { return dead.snapshot()["quarantined"] == 1 })
+	testutil.Eventually(t, "the envelope to be dead-lettered", patience, func() bool { return dead.snapshot()["quarantined"] == 1 })
 }
 
 // TestRefusalsFinalOrRetried: every refusal reason but "unavailable" ends
@@ -225,7 +226,7 @@ func TestRefusalsFinalOrRetried(t *testing.T) {
 				t.Fatal(err)
 			}
 			if c.dead == "" {
-				waitFor(t, "attempts again", func() bool { return srv.attempts.Load() >= 3 })
+				testutil.Eventually(t, "attempts again", patience, func() bool { return srv.attempts.Load() >= 3 })
 				if s, _ := a.Stats(addr); s.State == StateTerminated {
 					t.Fatalf("endpoint terminated on an %s refusal", c.name)
 				}
@@ -238,7 +239,7 @@ func TestRefusalsFinalOrRetried(t *testing.T) {
 			if ev.Reason != c.dead {
 				t.Errorf("terminated with reason %q, want %q", ev.Reason, c.dead)
 			}
-			waitFor(t, "the envelope to be dead-lettered", func() bool { return dead.snapshot()[c.dead] == 1 })
+			testutil.Eventually(t, "the envelope to be dead-lettered", patience, func() bool { return dead.snapshot()[c.dead] == 1 })
 			if n := log.count(func(e Event) bool { return e.Type == EventReconnecting }); n != 0 {
 				t.Errorf("%d reconnects before giving up", n)
 			}
@@ -333,7 +334,7 @@ func TestUnresolvableHost(t *testing.T) {
 	if n := log.count(func(e Event) bool { return e.Type == EventReconnecting }); n != 0 {
 		t.Errorf("%d reconnects to an unresolvable host", n)
 	}
-	waitFor(t, "the envelope to be dead-lettered", func() bool { return dead.snapshot()["unresolvable host"] == 1 })
+	testutil.Eventually(t, "the envelope to be dead-lettered", patience, func() bool { return dead.snapshot()["unresolvable host"] == 1 })
 }
 
 // TestCloseEndsUnreachableEndpoints: Close with no deadline returns once

@@ -10,7 +10,12 @@ import (
 	"time"
 
 	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/internal/testutil"
 )
+
+// patience bounds the waits of the manager's tests: far longer than any of
+// them takes on a loaded machine, so that a timeout is a bug.
+const patience = 20 * time.Second
 
 // collector is a Handler that records what it is given.
 type collector struct {
@@ -107,24 +112,29 @@ func watch(m *Manager) *eventLog {
 	return l
 }
 
-// waitFor waits until an event matching f has been seen.
+// waitFor waits until an event matching f has been seen, and returns the
+// first such event.
 func (l *eventLog) waitFor(t *testing.T, what string, d time.Duration, f func(Event) bool) Event {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
+	var found Event
+	seen := false
+	defer func() {
+		if !seen { // timed out
+			t.Logf("events seen: %v", l.types())
+		}
+	}()
+	testutil.Eventually(t, "a "+what+" event", d, func() bool {
 		l.mu.Lock()
+		defer l.mu.Unlock()
 		for _, e := range l.evs {
 			if f(e) {
-				l.mu.Unlock()
-				return e
+				found, seen = e, true
+				return true
 			}
 		}
-		l.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s event within %v; saw %v", what, d, l.types())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
+	return found
 }
 
 func (l *eventLog) types() []string {
@@ -149,22 +159,51 @@ func (l *eventLog) count(f func(Event) bool) int {
 	return n
 }
 
-// quiet waits until the endpoint's counters stop moving and returns them.
+// quiet waits until nothing is left in the endpoint's queues and every
+// envelope they took is accounted for, on both lanes (LaneStats.Balanced),
+// and returns the statistics. With no Send in flight that state is final:
+// nothing is left to acknowledge or dead-letter. It fails the test if the
+// lanes never get there.
 func quiet(t *testing.T, m *Manager, address string) EndpointStats {
 	t.Helper()
-	var last EndpointStats
-	for i := 0; i < 400; i++ {
-		s, ok := m.Stats(address)
-		if !ok {
+	var s EndpointStats
+	settled := false
+	defer func() {
+		if !settled {
+			t.Logf("last statistics: user %+v; system %+v", s.User, s.System)
+		}
+	}()
+	testutil.Eventually(t, "the endpoint's queues to empty with every envelope accounted for", patience, func() bool {
+		var ok bool
+		if s, ok = m.Stats(address); !ok {
 			t.Fatalf("no endpoint for %s", address)
 		}
-		if i > 0 && s.User == last.User && s.System == last.System && s.User.Queued == 0 && s.System.Queued == 0 {
-			return s
-		}
-		last = s
-		time.Sleep(10 * time.Millisecond)
+		return s.User.Queued == 0 && s.System.Queued == 0 && s.User.Balanced() && s.System.Balanced()
+	})
+	settled = true
+	return s
+}
+
+// endpointOf returns m's endpoint for address.
+func endpointOf(t *testing.T, m *Manager, address string) *endpoint {
+	t.Helper()
+	v, ok := m.endpoints.Load(address)
+	if !ok {
+		t.Fatalf("no endpoint for %s", address)
 	}
-	return last
+	return v.(*endpoint)
+}
+
+// endpointEnded waits for ep's goroutine to return. A terminated endpoint
+// has settled with its peer by then (dead letters, quarantine, watchers
+// told Terminated), and dials no more.
+func endpointEnded(t *testing.T, ep *endpoint) {
+	t.Helper()
+	select {
+	case <-ep.done:
+	case <-time.After(patience):
+		t.Fatalf("the endpoint for %s (%v) still runs after %v", ep.address, State(ep.state.Load()), patience)
+	}
 }
 
 func checkBalanced(t *testing.T, s EndpointStats) {

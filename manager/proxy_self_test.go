@@ -3,12 +3,15 @@ package manager
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/courier-go/courier/internal/testutil"
 )
 
 // stepTimeout bounds each test step. It is generous because timers on a
@@ -107,13 +110,7 @@ func readUntilErr(t *testing.T, c net.Conn, d time.Duration) ([]byte, error) {
 // waitConns waits up to stepTimeout for p.Conns() to equal want.
 func waitConns(t *testing.T, p *faultProxy, want int) {
 	t.Helper()
-	deadline := time.Now().Add(stepTimeout)
-	for p.Conns() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("Conns() = %d, want %d", p.Conns(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, fmt.Sprintf("the proxy to hold %d connections", want), stepTimeout, func() bool { return p.Conns() == want })
 }
 
 func TestInjectingProxy(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/courier-go/courier/internal/testutil"
 )
 
 func mustNew[T any](t testing.TB, capacity int, opts ...Option) *Ring[T] {
@@ -304,10 +306,13 @@ func TestPushWaitsForRoom(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.Push(context.Background(), 2) }()
+	// A producer counts itself waiting before its last look at the ring;
+	// with the ring full and nothing drained, it is parked from then on.
+	testutil.Eventually(t, "the producer to park", 10*time.Second, func() bool { return r.gate.waiting.Load() == 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("Push into full ring returned %v before any Drain", err)
-	case <-time.After(20 * time.Millisecond):
+	default:
 	}
 	buf := make([]int, 1)
 	r.Drain(buf)
