@@ -769,19 +769,12 @@ func (ep *endpoint) open(ctx context.Context, client transportv1.TransportClient
 	s, err := client.Connect(sctx, grpc.ForceCodecV2(wire.Codec{}))
 	if err == nil {
 		var welcome *courierv1.Welcome
-		welcome, err = wire.Dial(s, &courierv1.Hello{
-			ProtocolVersion: wire.ProtocolVersion,
-			SystemId:        m.o.systemID,
-			Incarnation:     m.incarnation,
-			Address:         m.advertised(),
-			Lane:            wire.LaneToProto(lane),
-			Limits:          m.o.limits.Proto(),
-		})
+		welcome, err = wire.Dial(s, wire.NewHello(m.self(), lane))
 		if !timer.Stop() && err == nil {
 			err = fmt.Errorf("%w: no welcome within %v: %w", wire.ErrHandshake, m.o.handshakeTimeout, context.DeadlineExceeded)
 		}
 		if err == nil {
-			limits := batch.LimitsFromProto(welcome.GetLimits(), m.o.limits).Min(m.o.limits)
+			limits := wire.Negotiated(welcome.GetLimits(), m.o.limits)
 			peer := Peer{SystemID: welcome.GetSystemId(), Address: ep.address, Incarnation: welcome.GetIncarnation()}
 			// The stream lives until ctx, the connection's context, ends.
 			context.AfterFunc(ctx, cancel)

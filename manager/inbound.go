@@ -47,14 +47,12 @@ func (m *Manager) checkHello(ctx context.Context, h *courierv1.Hello) (*courierv
 	if !m.live.reserve(h.GetSystemId(), m.o.maxStreams) {
 		return nil, refuseTooManyStreams(h.GetSystemId(), m.o.maxStreams)
 	}
-	limits := batch.LimitsFromProto(h.GetLimits(), m.o.limits).Min(m.o.limits)
-	return &courierv1.Welcome{
-		Accepted:    true,
-		SystemId:    m.o.systemID,
-		Incarnation: m.incarnation,
-		Address:     m.advertised(),
-		Limits:      limits.Proto(),
-	}, nil
+	return wire.NewWelcome(m.self(), h), nil
+}
+
+// self is what this node states about itself in a handshake.
+func (m *Manager) self() wire.Node {
+	return wire.Node{SystemID: m.o.systemID, Incarnation: m.incarnation, Address: m.advertised(), Limits: m.o.limits}
 }
 
 // refusedStream reports a refused or failed handshake.

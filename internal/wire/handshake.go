@@ -221,6 +221,46 @@ func Accept(ctx context.Context, s Stream, timeout time.Duration, check func(*co
 	return hello, welcome, err
 }
 
+// Node is what a node states about itself in a handshake: who it is, where
+// peers reach it, and the limits it works within.
+type Node struct {
+	SystemID    string
+	Incarnation uint64
+	Address     string
+	Limits      batch.Limits
+}
+
+// NewHello returns the Hello with which n opens a stream of lane.
+func NewHello(n Node, lane batch.Lane) *courierv1.Hello {
+	return &courierv1.Hello{
+		ProtocolVersion: ProtocolVersion,
+		SystemId:        n.SystemID,
+		Incarnation:     n.Incarnation,
+		Address:         n.Address,
+		Lane:            LaneToProto(lane),
+		Limits:          n.Limits.Proto(),
+	}
+}
+
+// NewWelcome returns the Welcome with which n accepts hello: the limits
+// of the stream are the smaller of the two sides' (see Negotiated).
+func NewWelcome(n Node, hello *courierv1.Hello) *courierv1.Welcome {
+	return &courierv1.Welcome{
+		Accepted:    true,
+		SystemId:    n.SystemID,
+		Incarnation: n.Incarnation,
+		Address:     n.Address,
+		Limits:      Negotiated(hello.GetLimits(), n.Limits).Proto(),
+	}
+}
+
+// Negotiated returns the limits a stream works within, given the other
+// side's as the handshake states them and this side's own: each the
+// smaller, a field the other side left at zero taking this side's.
+func Negotiated(theirs *courierv1.Limits, own batch.Limits) batch.Limits {
+	return batch.LimitsFromProto(theirs, own).Min(own)
+}
+
 // CheckHello validates the fields every Hello must have and the protocol
 // version; it returns a *RefusedError or nil.
 func CheckHello(h *courierv1.Hello) error {
