@@ -36,6 +36,18 @@
 //     queue is dead-lettered and the watchers of the peer's processes are
 //     told Terminated.
 //
+// # Concurrency
+//
+// A Manager is safe for concurrent use: Send, Watch and the statistics may
+// be called from any number of goroutines, and Send takes no global lock
+// (the endpoint table is read without one; an endpoint is created once per
+// address). Each endpoint runs one goroutine that dials and reconnects, and
+// one writer goroutine per lane that alone sends on that lane's stream.
+// Each inbound stream has one receive goroutine, which calls the Handler:
+// so Deliver runs on many goroutines at once, one per lane per peer, each
+// in order. Events go to subscribers from one goroutine, in order. Close
+// may be called from any goroutine, more than once.
+//
 // # Client-only nodes
 //
 // A node without WithListenAddress dials the nodes it sends to and is

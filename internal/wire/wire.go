@@ -1,11 +1,3 @@
-// Package wire joins courier's frames to gRPC: the pass-through codec that
-// hands gRPC pre-encoded frames and hands back received ones without a copy,
-// the stream interface both sides of a Connect stream share, and the
-// handshake's constants and checks.
-//
-// The codec is registered under the content-subtype "courier" and chosen per
-// call, so an embedder's own gRPC services on the same server or connection
-// keep their codecs.
 package wire
 
 import (
