@@ -62,16 +62,31 @@ func (p *rawPeer) sendRaw(t *testing.T, frame []byte) {
 	}
 }
 
-// end waits for the stream to end and returns its status code.
+// end waits for the stream to end and returns its status code. A stream
+// still open after patience fails the test, instead of hanging it.
 func (p *rawPeer) end(t *testing.T) codes.Code {
 	t.Helper()
-	var in wire.InFrame
-	defer in.Free()
-	for {
-		err := p.s.RecvMsg(&in)
-		if err != nil {
-			return status.Code(err)
+	ended := make(chan codes.Code, 1)
+	go func() {
+		var in wire.InFrame
+		defer in.Free()
+		for {
+			if err := p.s.RecvMsg(&in); err != nil {
+				ended <- status.Code(err)
+				return
+			}
 		}
+	}()
+	timer := time.NewTimer(patience)
+	defer timer.Stop()
+	select {
+	case code := <-ended:
+		return code
+	case <-timer.C:
+		p.conn.Close() // ends the receiving goroutine
+		<-ended
+		t.Fatalf("the stream is still open after %v", patience)
+		return codes.OK
 	}
 }
 

@@ -225,7 +225,17 @@ func TestIdleWatchdog(t *testing.T) {
 	if n := killed(beatings); n != 0 {
 		t.Fatalf("the watchdog killed %d of the beating peer's streams", n)
 	}
-	// Once it stops, it is idle too, on both streams.
+	// Once it stops, it is idle too, on both streams. Its receive loops
+	// must be back in RecvMsg first: one still finishing the last heartbeat
+	// looks busy to the watchdog, and would restart its idle time.
+	testutil.Eventually(t, "the beating peer's receive loops to wait for frames", patience, func() bool {
+		for _, l := range beatings {
+			if l.rcv.Waits()&1 == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	node.closeIdle(t0.Add(4*idle + idle/2))
 	node.closeIdle(t0.Add(6 * idle))
 	for _, p := range []*rawPeer{beating, quiet} {
