@@ -1,11 +1,9 @@
 package courierremote
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/courier-go/courier/batch"
-	"github.com/courier-go/courier/serial"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -76,10 +74,5 @@ func copyIn(p []byte) []byte {
 // one. A decoded message holds at most one chunk (arenaChunk bytes) alive.
 func (r *Remote) decodeUser(env *batch.Envelope) (proto.Message, error) {
 	msg, err := r.ser.UnmarshalAliasing(env.TypeName, env.SerializerID, copyIn(env.Payload))
-	if err != nil && errors.Is(err, serial.ErrUnknownType) {
-		if m, cerr := r.ctl.Decode(env); cerr == nil {
-			return m, nil
-		}
-	}
-	return msg, err
+	return r.orControl(env, msg, err)
 }

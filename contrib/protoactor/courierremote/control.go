@@ -62,6 +62,12 @@ func (r *Remote) encodeWith(env *batch.Envelope, msg any, serializerID uint32) e
 // configured registry does not know may be a control message's.
 func (r *Remote) decode(env *batch.Envelope) (proto.Message, error) {
 	msg, err := r.ser.Decode(env)
+	return r.orControl(env, msg, err)
+}
+
+// orControl is the fallback of a decoding of env that gave msg and err:
+// a type the configured registry does not know may be a control message's.
+func (r *Remote) orControl(env *batch.Envelope, msg proto.Message, err error) (proto.Message, error) {
 	if err != nil && errors.Is(err, serial.ErrUnknownType) {
 		if m, cerr := r.ctl.Decode(env); cerr == nil {
 			return m, nil

@@ -8,7 +8,6 @@ import (
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/manager"
 	"github.com/courier-go/courier/serial"
-	"google.golang.org/protobuf/proto"
 )
 
 // handler delivers courier's inbound envelopes to the actor system.
@@ -256,5 +255,3 @@ func (r *Remote) courierDeadLetter(dl manager.DeadLetter) {
 	}
 	r.undelivered(pid, msg, sender, dl.Reason.String(), nil)
 }
-
-var _ proto.Message = (*actor.Terminated)(nil)
