@@ -41,6 +41,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -533,6 +534,7 @@ func main() {
 	only := flag.String("impls", "", "comma-separated implementations to run (default all)")
 	scenarios := flag.String("scenarios", "throughput,pingpong,priority,burst", "comma-separated scenarios to run: throughput (one way, 64 B and 1 KiB), pingpong (protoactor-go's remote benchmark shape, the actor runtimes only), priority, burst (2 M messages of 64 B; the receiver's memory after them)")
 	pairs := flag.Int("pairs", 16, "actor pairs in the ping/pong scenario")
+	payloads := flag.String("payloads", "64,1024", "comma-separated payload sizes in bytes of the throughput scenario")
 	jsonPath := flag.String("json", "compare.json", `write the samples as JSON to this file (empty: don't): {"provenance": {commit, Go version, flags, cores, start...}, "samples": [...]}`)
 	floodSenders := flag.Int("priority-senders", 4, "goroutines flooding the user path in the priority scenario; 0 times the probes on an idle path")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
@@ -579,8 +581,18 @@ func main() {
 		payload  int
 		senders  int
 	}
+	var all []job
+	for _, f := range strings.Split(*payloads, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			fmt.Fprintf(os.Stderr, "compare: -payloads: %q is not a size in bytes\n", f)
+			os.Exit(2)
+		}
+		all = append(all, job{"throughput", n, 16})
+	}
+	all = append(all, job{"pingpong", 0, *pairs}, job{"priority", 1024, *floodSenders}, job{"burst", 64, 16})
 	var jobs []job
-	for _, j := range []job{{"throughput", 64, 16}, {"throughput", 1024, 16}, {"pingpong", 0, *pairs}, {"priority", 1024, *floodSenders}, {"burst", 64, 16}} {
+	for _, j := range all {
 		if slices.Contains(strings.Split(*scenarios, ","), j.scenario) {
 			jobs = append(jobs, j)
 		}
