@@ -36,6 +36,10 @@ type Registry struct {
 	// Entries are made once per type, so switching types allocates nothing.
 	byType sync.Map
 	last   atomic.Pointer[lastType]
+	// lastName is the entry the receiving side looked up last: a stream
+	// of one type, the common case, skips the map and the hashing of the
+	// name.
+	lastName atomic.Pointer[typeEntry]
 }
 
 type lastType struct {
@@ -43,7 +47,63 @@ type lastType struct {
 	name string
 }
 
-type typeEntry struct{ mt protoreflect.MessageType }
+// typeEntry is what byName holds for a type name.
+type typeEntry struct {
+	name string // an owned copy
+	mt   protoreflect.MessageType
+	// elem is the struct type of the messages UnmarshalAliasing carves
+	// from slabs, perSlab at a time; nil when the type's messages are not
+	// generated structs with vtprotobuf's aliasing decoder, or too big.
+	elem    reflect.Type
+	array   reflect.Type // [perSlab]elem
+	perSlab int
+	slab    atomic.Pointer[slab]
+}
+
+// slab is an array of zero messages handed out one at a time.
+type slab struct {
+	items reflect.Value // an addressable [perSlab]elem
+	next  atomic.Int64  // the index of the next item to hand out
+}
+
+// slabBytes is the most memory a slab takes: a decoded message may keep
+// this much of its neighbours' alive, on top of the payload chunk it
+// aliases.
+const slabBytes = 4 << 10
+
+func newTypeEntry(name string, mt protoreflect.MessageType) *typeEntry {
+	e := &typeEntry{name: name, mt: mt}
+	zero := mt.Zero().Interface()
+	t := reflect.TypeOf(zero)
+	if _, vt := zero.(vtAliasingUnmarshaler); vt && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		if n := slabBytes / max(int(t.Elem().Size()), 1); n >= 2 {
+			e.elem, e.array, e.perSlab = t.Elem(), reflect.ArrayOf(n, t.Elem()), n
+		}
+	}
+	return e
+}
+
+// newAliasing returns a new zero message of the entry's type, carved from
+// a slab when the type has them: one allocation per perSlab messages
+// instead of one each. Slabs are shared by every goroutine without a lock.
+func (e *typeEntry) newAliasing() proto.Message {
+	if e.elem == nil {
+		return e.mt.New().Interface()
+	}
+	for {
+		s := e.slab.Load()
+		if s != nil {
+			if i := s.next.Add(1) - 1; i < int64(e.perSlab) {
+				return s.items.Index(int(i)).Addr().Interface().(proto.Message)
+			}
+		}
+		fresh := &slab{items: reflect.New(e.array).Elem()}
+		fresh.next.Store(1)
+		if e.slab.CompareAndSwap(s, fresh) {
+			return fresh.items.Index(0).Addr().Interface().(proto.Message)
+		}
+	}
+}
 
 type nameEntry struct{ name string }
 
@@ -158,19 +218,22 @@ func (r *Registry) Unmarshal(typeName string, serializerID uint32, data []byte) 
 // unchanged for as long as the message lives: with the protobuf
 // serializer, a message with vtprotobuf's unmarshal_unsafe methods is
 // decoded by them, and its string and bytes fields alias data instead of
-// being copied, which saves an allocation per such field. Any other
-// message, or serializer, decodes as with Unmarshal. data must not alias a
-// buffer that is reused, such as a frame's.
+// being copied, which saves an allocation per such field, and the message
+// itself is carved from a slab of its type (at most 4 KiB, shared with the
+// messages decoded around it), which saves the allocation of the message:
+// the memory of a slab is freed when none of its messages is referenced.
+// Any other message, or serializer, decodes as with Unmarshal. data must
+// not alias a buffer that is reused, such as a frame's.
 func (r *Registry) UnmarshalAliasing(typeName string, serializerID uint32, data []byte) (proto.Message, error) {
 	s, ok := r.serializers[serializerID]
 	if _, builtin := s.(protobufSerializer); !ok || !builtin {
 		return r.Unmarshal(typeName, serializerID, data)
 	}
-	mt, err := r.messageType(typeName)
+	e, err := r.typeEntry(typeName)
 	if err != nil {
 		return nil, fmt.Errorf("%w (serializer %d)", err, serializerID)
 	}
-	msg := mt.New().Interface()
+	msg := e.newAliasing()
 	vt, ok := msg.(vtAliasingUnmarshaler)
 	if !ok {
 		err = s.Decode(data, msg)
@@ -251,8 +314,22 @@ func (r *Registry) resolveMessage(m proto.Message) (proto.Message, string, error
 // messageType resolves typeName, through the cache when it can. Only names
 // that resolve are cached, so that made-up names cannot grow it.
 func (r *Registry) messageType(typeName string) (protoreflect.MessageType, error) {
+	e, err := r.typeEntry(typeName)
+	if err != nil {
+		return nil, err
+	}
+	return e.mt, nil
+}
+
+// typeEntry returns the cached entry of typeName, resolving it on the
+// first lookup.
+func (r *Registry) typeEntry(typeName string) (*typeEntry, error) {
+	if e := r.lastName.Load(); e != nil && e.name == typeName {
+		return e, nil
+	}
 	if e, ok := r.byName.Load(typeName); ok {
-		return e.(*typeEntry).mt, nil
+		r.lastName.Store(e.(*typeEntry))
+		return e.(*typeEntry), nil
 	}
 	name := protoreflect.FullName(typeName)
 	if !name.IsValid() {
@@ -265,8 +342,9 @@ func (r *Registry) messageType(typeName string) (protoreflect.MessageType, error
 	case err != nil:
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnknownType, quote(typeName), err)
 	}
-	e, _ := r.byName.LoadOrStore(strings.Clone(typeName), &typeEntry{mt: mt})
-	return e.(*typeEntry).mt, nil
+	owned := strings.Clone(typeName)
+	e, _ := r.byName.LoadOrStore(owned, newTypeEntry(owned, mt))
+	return e.(*typeEntry), nil
 }
 
 // maxNameInError bounds how much of a type name an error quotes: names come

@@ -551,3 +551,56 @@ func TestUnmarshalAliasing(t *testing.T) {
 		t.Fatalf("unknown serializer: %v", err)
 	}
 }
+
+// TestUnmarshalAliasingSlabs decodes small vtprotobuf messages from
+// several goroutines at once: each decode is a message of its own, with its
+// own contents, although they are carved from shared slabs, and a message
+// costs a small fraction of an allocation.
+func TestUnmarshalAliasingSlabs(t *testing.T) {
+	r := newRegistry(t)
+	name := string(proto.MessageName(&courierv1.Ack{}))
+	const workers, each = 4, 3000
+	got := make([][]*courierv1.Ack, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				data, _, err := r.Marshal(&courierv1.Ack{Position: uint64(w*each + i + 1)}, serial.ProtobufID)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				m, err := r.UnmarshalAliasing(name, serial.ProtobufID, data)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[w] = append(got[w], m.(*courierv1.Ack))
+			}
+		})
+	}
+	wg.Wait()
+	seen := make(map[*courierv1.Ack]bool, workers*each)
+	for w, acks := range got {
+		for i, a := range acks {
+			if want := uint64(w*each + i + 1); a.GetPosition() != want {
+				t.Fatalf("worker %d message %d: position %d, want %d (a slab item shared)", w, i, a.GetPosition(), want)
+			}
+			if seen[a] {
+				t.Fatalf("worker %d message %d: the same message handed out twice", w, i)
+			}
+			seen[a] = true
+		}
+	}
+	data, _, err := r.Marshal(&courierv1.Ack{Position: 7}, serial.ProtobufID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = r.UnmarshalAliasing(name, serial.ProtobufID, data) }); n > 0.1 {
+		t.Fatalf("UnmarshalAliasing of a small message makes %v allocations, want a slab's share", n)
+	}
+	// Unmarshal still allocates each message alone.
+	if n := testing.AllocsPerRun(100, func() { _, _ = r.Unmarshal(name, serial.ProtobufID, data) }); n < 1 {
+		t.Fatalf("Unmarshal makes %v allocations", n)
+	}
+}
