@@ -21,6 +21,15 @@
 //
 //	cd bench/compare && go run . [-rounds 3] [-duration 2s] [-json results.json]
 //
+// With -baseline REV, the implementations -baseline-impls names are also
+// built from commit REV (a git worktree, removed at the end) and run once
+// per round next to the current tree's, alternating which goes first, with
+// the same flags: their rows are named impl@commit, and the ratio columns
+// read as the current tree over the baseline. With -cpuprofile, the
+// baseline's profiles are written with ".baseline" appended.
+//
+//	cd bench/compare && go run . -baseline main~3 -impls courier -scenarios throughput -payloads 64
+//
 // The JSON file is an object: "provenance" (the commit, Go version,
 // platform, every flag's value, cores and start time of the run; see
 // bench/internal/provenance) and "samples", one per implementation, job and
@@ -539,6 +548,8 @@ func main() {
 	floodSenders := flag.Int("priority-senders", 4, "goroutines flooding the user path in the priority scenario; 0 times the probes on an idle path")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	traceFile = flag.String("trace", "", "write an execution trace of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
+	baseRev := flag.String("baseline", "", "also run these implementations built from this commit (a git revision), once per round right after the current tree's, with the same flags; their rows are named impl@commit")
+	baseImpls := flag.String("baseline-impls", "courier", "comma-separated implementations the -baseline build runs")
 	idle := flag.Bool("idle-floor", false, "only measure how late this machine wakes an idle thread (a 200µs sleep; a TCP ping-pong after 1ms idle; how far the clock jumps between two reads in a tight loop), for -duration each")
 	flag.Parse()
 	if *idle {
@@ -597,8 +608,23 @@ func main() {
 			jobs = append(jobs, j)
 		}
 	}
+	var base *baseline
+	if *baseRev != "" {
+		var err error
+		fmt.Fprintf(os.Stderr, "building the baseline %s\n", *baseRev)
+		if base, err = newBaseline(*baseRev, *baseImpls, flag.CommandLine); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+		defer base.close()
+	}
 	var samples []sample
 	for round := 1; round <= *rounds; round++ {
+		if base != nil && round%2 == 0 {
+			// Alternate which build goes first, so that neither always
+			// runs on a machine the other has just warmed.
+			samples = append(samples, base.mustRound(round)...)
+		}
 		for _, j := range jobs {
 			for _, name := range names {
 				fmt.Fprintf(os.Stderr, "round %d: %s %s payload=%d senders=%d\n", round, name, j.scenario, j.payload, j.senders)
@@ -624,13 +650,16 @@ func main() {
 				samples = append(samples, s)
 			}
 		}
+		if base != nil && round%2 == 1 {
+			samples = append(samples, base.mustRound(round)...)
+		}
 	}
 	printTable(os.Stdout, samples)
 	if *jsonPath != "" {
-		b, _ := json.MarshalIndent(resultsFile{Provenance: prov, Samples: samples}, "", "  ")
+		b, _ := json.MarshalIndent(resultsFile{Provenance: prov, Baseline: base, Samples: samples}, "", "  ")
 		if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return
 		}
 	}
 }
@@ -640,6 +669,7 @@ func main() {
 // samples alone, a top-level array.
 type resultsFile struct {
 	Provenance provenance.Provenance `json:"provenance"`
+	Baseline   *baseline             `json:"baseline,omitempty"`
 	Samples    []sample              `json:"samples"`
 }
 
