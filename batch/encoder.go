@@ -267,6 +267,15 @@ func (e *Encoder) resetDict() {
 	e.reset = false
 }
 
+// Shed frees the envelope and header messages the encoder keeps for reuse,
+// for a stream gone idle; the next frame allocates them again. It does
+// nothing while a frame is being built.
+func (e *Encoder) Shed() {
+	if e.n == 0 && e.nhdr == 0 {
+		e.envs, e.hdrs = nil, nil
+	}
+}
+
 // Flush encodes the frame built so far into a pooled Buffer and starts the
 // next frame. It returns nil when there is nothing to send: no envelopes,
 // and no positions skipped since the last frame. The caller owns the buffer

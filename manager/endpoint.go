@@ -120,10 +120,11 @@ func newEndpoint(m *Manager, address string, clientOnly bool) (*endpoint, error)
 			DeadLetter: func(env *batch.Envelope, reason writer.Reason) {
 				m.deadLetter(address, env, reason)
 			},
-			LinkDown:  func(_ *writer.Link, err error) { ep.linkDown(err) },
-			Released:  ep.released,
-			Heartbeat: heartbeatOf(laneID, o.heartbeat),
-			Logger:    m.log,
+			LinkDown:    func(_ *writer.Link, err error) { ep.linkDown(err) },
+			Released:    ep.released,
+			Heartbeat:   heartbeatOf(laneID, o.heartbeat),
+			IdleRelease: o.idleRelease,
+			Logger:      m.log,
 		})
 		if err != nil {
 			cancel()
@@ -901,6 +902,7 @@ func (ep *endpoint) stats() EndpointStats {
 		ls.DeadLettered[writer.ReasonQueueFull] += ln.sc.droppedFull.Load()
 		ls.Queued = ln.ring.Len()
 		ls.Capacity = ln.ring.Cap()
+		ls.Shed, ls.Sheds = !ln.ring.Holding(), ln.wc.Sheds.Load()
 		s.BytesIn += ln.rc.BytesIn.Load()
 	}
 	return s

@@ -82,6 +82,7 @@ const (
 	DefaultStreamWindow     = 4 << 20
 	DefaultConnWindow       = 16 << 20
 	DefaultSocketBuffer     = 64 << 10
+	DefaultIdleRelease      = 5 * time.Second
 )
 
 // Option configures a Manager in New.
@@ -102,6 +103,7 @@ type options struct {
 	batchEnvelopes    int
 	batchBytes        int
 	linger            time.Duration
+	idleRelease       time.Duration
 	compress          bool
 	compressThreshold int
 	overflow          OverflowPolicy
@@ -144,6 +146,7 @@ func defaults() options {
 		lowWater:          0.5,
 		limits:            batch.DefaultLimits(),
 		heartbeat:         DefaultHeartbeat,
+		idleRelease:       DefaultIdleRelease,
 		heartbeatTimeout:  DefaultHeartbeatTimeout,
 		handshakeTimeout:  DefaultHandshakeTimeout,
 		maxConns:          DefaultMaxInboundConnections,
@@ -222,6 +225,9 @@ func (o *options) validate() error {
 	}
 	if o.idleTimeout < 2*o.heartbeat {
 		bad("WithIdleTimeout(%v): want at least 2 × heartbeat interval %v", o.idleTimeout, o.heartbeat)
+	}
+	if o.idleRelease < 0 || o.idleRelease > time.Hour {
+		bad("WithIdleRelease(%v): want [0, 1h]", o.idleRelease)
 	}
 	if o.systemTimeout < 10*time.Millisecond || o.systemTimeout > 10*time.Minute {
 		bad("WithSystemQueueTimeout(%v): want [10ms, 10m]", o.systemTimeout)
@@ -316,6 +322,19 @@ func WithBatchBytes(n int) Option {
 // At most 1s.
 func WithLinger(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.linger = d })
+}
+
+// WithIdleRelease makes a lane that has been idle for d give back the
+// memory behind its queue: once its queue has been empty and everything
+// sent acknowledged for d, its slots and frame buffers are freed, and the
+// next envelope allocates them again (a few hundred microseconds, once).
+// The queue's capacity, and so when the overflow policy applies, does not
+// change. An idle endpoint then holds tens of KiB instead of the queue's
+// size times the envelope's (about 600 KiB with the default queue). Default
+// DefaultIdleRelease; 0 keeps the memory for the endpoint's life. At most
+// one hour.
+func WithIdleRelease(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.idleRelease = d })
 }
 
 // WithCompression turns S2 compression of frames of threshold bytes or more

@@ -94,6 +94,11 @@ type LaneStats struct {
 	Queued, Capacity int
 	// Batches counts frames sent, BytesOut their bytes.
 	Batches, BytesOut uint64
+	// Shed reports that the lane holds no memory for its queue now: it has
+	// been idle for the idle-release period (WithIdleRelease), or has sent
+	// nothing yet. Sheds counts the times it gave the memory back.
+	Shed  bool
+	Sheds uint64
 }
 
 // DeadLetterCounts are dead-letter counts indexed by reason

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -26,9 +27,18 @@ const (
 	MaxCapacity = 1 << 30
 )
 
-// closedBit marks the tail word once the ring is closed. Positions count
-// pushes and never reach it.
-const closedBit = uint64(1) << 63
+// Flags in the tail word. Positions count pushes and never reach them.
+const (
+	// closedBit marks the tail once the ring is closed.
+	closedBit = uint64(1) << 63
+	// bareBit marks a ring without storage: new, or shed by its consumer
+	// while empty. The next push allocates the storage.
+	bareBit = uint64(1) << 62
+	// growBit marks the producer that is allocating the storage; others
+	// yield until it is done.
+	growBit = uint64(1) << 61
+	flags   = closedBit | bareBit | growBit
+)
 
 // pad keeps what follows it off the cache line of what precedes it. 128
 // bytes, because x86's adjacent-line prefetcher pulls lines in pairs.
@@ -44,14 +54,18 @@ type slot[T any] struct {
 // Ring is a bounded lock-free multi-producer single-consumer queue. Create it
 // with New. See the package documentation for the concurrency contract.
 type Ring[T any] struct {
+	// storage holds the slots; nil while the tail has bareBit. It is
+	// replaced only by the producer holding growBit, and cleared only by
+	// the consumer in Shed, while no position is claimed.
+	storage atomic.Pointer[storage[T]]
 	// Read-only after New.
-	slots []slot[T]
-	mask  uint64
-	bell  *Bell
-	_     pad
+	size uint64 // the capacity: len of the slots
+	mask uint64
+	bell *Bell
+	_    pad
 
-	// tail is the next position to claim, with closedBit once closed.
-	// Written by producers with compare-and-swap.
+	// tail is the next position to claim, with the flags above. Written
+	// by producers with compare-and-swap.
 	tail atomic.Uint64
 	// seenHead is a head some producer has read: at most head, so a
 	// position less than a lap ahead of it is free. Producers check room
@@ -72,6 +86,9 @@ type Ring[T any] struct {
 
 	gate gate
 }
+
+// storage is the slots of a ring, allocated at its first push.
+type storage[T any] struct{ slots []slot[T] }
 
 // Option configures a Ring in New.
 type Option interface{ apply(*options) }
@@ -104,40 +121,88 @@ func New[T any](capacity int, opts ...Option) (*Ring[T], error) {
 		o.bell = NewBell()
 	}
 	r := &Ring[T]{
-		slots: make([]slot[T], capacity),
-		mask:  uint64(capacity - 1),
-		bell:  o.bell,
-		gate:  gate{turn: make(chan struct{}, 1), closed: make(chan struct{})},
+		size: uint64(capacity),
+		mask: uint64(capacity - 1),
+		bell: o.bell,
+		gate: gate{turn: make(chan struct{}, 1), closed: make(chan struct{})},
 	}
-	// Slot i has seq i: not ready for position i yet (ready means i+1).
-	for i := range r.slots {
-		r.slots[i].seq.Store(uint64(i))
-	}
+	r.tail.Store(bareBit) // the slots are allocated by the first push
 	return r, nil
 }
+
+// grow allocates the storage of a ring whose tail t has bareBit, or yields
+// to the producer that is doing it. New slots have seq 0, which is not
+// ready for any position (ready means pos+1).
+func (r *Ring[T]) grow(t uint64) {
+	if t&growBit != 0 {
+		runtime.Gosched() // another producer is allocating: rare, and short
+		return
+	}
+	if !r.tail.CompareAndSwap(t, t|growBit) {
+		return
+	}
+	// Always fresh: a Shed that read the old storage before it set
+	// bareBit clears storage only if it still holds the old one.
+	r.storage.Store(&storage[T]{slots: make([]slot[T], r.size)})
+	for {
+		t := r.tail.Load()
+		if r.tail.CompareAndSwap(t, t&^(bareBit|growBit)) { // keeps closedBit
+			return
+		}
+	}
+}
+
+// Shed frees the ring's storage if the ring is empty and retains nothing,
+// and reports whether it did: an idle ring then holds no slots, and the
+// next push allocates them again. The capacity stays what it was. Consumer
+// only.
+func (r *Ring[T]) Shed() bool {
+	t := r.tail.Load()
+	old := r.storage.Load()
+	if old == nil || t&flags != 0 || r.read != t || r.head.Load() != t {
+		return false
+	}
+	// With bareBit set no producer can claim a position: each claims with
+	// a compare-and-swap of the tail it read without the bit.
+	if !r.tail.CompareAndSwap(t, t|bareBit) {
+		return false // a push got in
+	}
+	r.storage.CompareAndSwap(old, nil) // unless a push has grown it already
+	return true
+}
+
+// Holding reports whether the ring holds its storage (see Shed). Safe from
+// any goroutine.
+func (r *Ring[T]) Holding() bool { return r.tail.Load()&bareBit == 0 }
 
 // TryPush copies v into the ring. It returns ErrFull when there is no free
 // slot and ErrClosed after Close; it never blocks. Safe for concurrent use.
 func (r *Ring[T]) TryPush(v T) error {
 	for {
 		t := r.tail.Load()
-		if t&closedBit != 0 {
-			return ErrClosed
+		if t&flags != 0 {
+			if t&closedBit != 0 {
+				return ErrClosed
+			}
+			r.grow(t)
+			continue
 		}
 		// Every position below head has been drained and its slot cleared,
 		// so position t is free as long as it is less than a lap ahead.
-		if t-r.seenHead.Load() >= uint64(len(r.slots)) {
+		if t-r.seenHead.Load() >= r.size {
 			h := r.head.Load()
 			if int64(t-h) < 0 {
 				continue // t is stale: the consumer has drained past it since
 			}
-			if t-h >= uint64(len(r.slots)) {
+			if t-h >= r.size {
 				return ErrFull
 			}
 			r.seenHead.Store(h)
 		}
 		if r.tail.CompareAndSwap(t, t+1) {
-			s := &r.slots[t&r.mask]
+			// A claimed position keeps the ring from being shed: the
+			// storage stays until the consumer has released it.
+			s := &r.storage.Load().slots[t&r.mask]
 			s.val = v
 			s.seq.Store(t + 1)
 			r.bell.Ring()
@@ -187,7 +252,7 @@ func (r *Ring[T]) Push(ctx context.Context, v T) error {
 
 // passTurn wakes the next parked producer if there is room for it.
 func (r *Ring[T]) passTurn() {
-	if r.gate.waiting.Load() > 0 && r.Len() < len(r.slots) {
+	if r.gate.waiting.Load() > 0 && r.Len() < int(r.size) {
 		r.gate.wake()
 	}
 }
@@ -206,10 +271,14 @@ func (r *Ring[T]) Drain(dst []T) int {
 // slot whose producer has claimed it but not yet finished writing it.
 // Consumer only.
 func (r *Ring[T]) Peek(dst []T) int {
+	st := r.storage.Load()
+	if st == nil {
+		return 0
+	}
 	p := r.read
 	n := 0
 	for n < len(dst) {
-		s := &r.slots[p&r.mask]
+		s := &st.slots[p&r.mask]
 		if s.seq.Load() != p+1 {
 			break
 		}
@@ -219,6 +288,22 @@ func (r *Ring[T]) Peek(dst []T) int {
 	}
 	r.read = p
 	return n
+}
+
+// Next returns the oldest unread value where it lies, and marks it read,
+// or nil when none is ready: Peek of one value, without the copy. The value
+// stays in place, unchanged, until Release frees its slot. Consumer only.
+func (r *Ring[T]) Next() *T {
+	st := r.storage.Load()
+	if st == nil {
+		return nil
+	}
+	s := &st.slots[r.read&r.mask]
+	if s.seq.Load() != r.read+1 {
+		return nil
+	}
+	r.read++
+	return &s.val
 }
 
 // Release frees the slots of the n oldest values not yet released, and
@@ -232,11 +317,12 @@ func (r *Ring[T]) Release(n int) {
 	var zero T
 	h := r.head.Load()
 	end := h + uint64(n)
-	if end > r.tail.Load()&^closedBit {
+	if end > r.tail.Load()&^flags {
 		panic("ring: Release of more values than the ring holds")
 	}
+	slots := r.storage.Load().slots // values are held: so is the storage
 	for p := h; p < end; p++ {
-		r.slots[p&r.mask].val = zero
+		slots[p&r.mask].val = zero
 	}
 	r.read = max(r.read, end)
 	r.head.Store(end)
@@ -256,7 +342,8 @@ func (r *Ring[T]) Retained() int { return int(r.read - r.head.Load()) }
 // Ready reports whether Peek or Drain would return at least one value.
 // Consumer only.
 func (r *Ring[T]) Ready() bool {
-	return r.slots[r.read&r.mask].seq.Load() == r.read+1
+	st := r.storage.Load()
+	return st != nil && st.slots[r.read&r.mask].seq.Load() == r.read+1
 }
 
 // Wait parks the consumer until the ring has a value to drain, the ring is
@@ -301,7 +388,7 @@ func (r *Ring[T]) Closed() bool { return r.tail.Load()&closedBit != 0 }
 // Consumer only.
 func (r *Ring[T]) Drained() bool {
 	t := r.tail.Load()
-	return t&closedBit != 0 && r.read == t&^closedBit
+	return t&closedBit != 0 && r.read == t&^flags
 }
 
 // Len returns the number of values accepted and not yet released: those
@@ -310,7 +397,7 @@ func (r *Ring[T]) Drained() bool {
 // answer may be stale by the time it is used.
 func (r *Ring[T]) Len() int {
 	h := r.head.Load()
-	t := r.tail.Load() &^ closedBit
+	t := r.tail.Load() &^ flags
 	if t < h { // tail read after a concurrent Drain moved head past it
 		return 0
 	}
@@ -321,14 +408,14 @@ func (r *Ring[T]) Len() int {
 // position of the latest push, counting from 1. A producer that reads it
 // after its own push returned gets at least that push's position. Safe from
 // any goroutine.
-func (r *Ring[T]) Pushed() uint64 { return r.tail.Load() &^ closedBit }
+func (r *Ring[T]) Pushed() uint64 { return r.tail.Load() &^ flags }
 
 // Bell returns the bell the ring rings when a value arrives, for consumers
 // that park on more than the ring.
 func (r *Ring[T]) Bell() *Bell { return r.bell }
 
 // Cap returns the ring's capacity.
-func (r *Ring[T]) Cap() int { return len(r.slots) }
+func (r *Ring[T]) Cap() int { return int(r.size) }
 
 // gate parks producers that found the ring full. Only producers about to
 // park and a consumer that sees one waiting touch its channels.

@@ -89,9 +89,10 @@ func TestDrainClearsSlots(t *testing.T) {
 	if n := r.Drain(buf); n != 3 {
 		t.Fatalf("drained %d", n)
 	}
-	for i := range r.slots {
-		if r.slots[i].val != nil {
-			t.Errorf("slot %d still holds %v after Drain", i, r.slots[i].val)
+	slots := r.storage.Load().slots
+	for i := range slots {
+		if slots[i].val != nil {
+			t.Errorf("slot %d still holds %v after Drain", i, slots[i].val)
 		}
 	}
 }
@@ -495,7 +496,7 @@ func TestPeekReleaseRewind(t *testing.T) {
 	// Release frees the oldest slots, clears them and makes room.
 	r.Release(2)
 	for i := 0; i < 2; i++ {
-		if r.slots[i].val != nil {
+		if r.storage.Load().slots[i].val != nil {
 			t.Fatalf("released slot %d still holds a value", i)
 		}
 	}
@@ -529,5 +530,145 @@ func TestPeekReleaseRewind(t *testing.T) {
 	r.Release(r.Retained())
 	if r.Len() != 0 {
 		t.Fatalf("Len %d after releasing all", r.Len())
+	}
+}
+
+// TestShed: a ring sheds its storage only when empty and retaining
+// nothing, keeps its capacity and positions, and grows it back on the next
+// push.
+func TestShed(t *testing.T) {
+	r, err := New[int](4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Holding() || r.Shed() {
+		t.Fatal("a new ring holds storage before its first push")
+	}
+	buf := make([]int, 4)
+	if n := r.Peek(buf); n != 0 || r.Ready() {
+		t.Fatalf("a bare ring reads %d values", n)
+	}
+	for i := range 4 {
+		if err := r.TryPush(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !r.Holding() {
+		t.Fatal("no storage after a push")
+	}
+	if err := r.TryPush(4); !errors.Is(err, ErrFull) {
+		t.Fatalf("fifth push into 4 slots: %v", err)
+	}
+	if r.Shed() {
+		t.Fatal("shed a full ring")
+	}
+	r.Peek(buf)
+	if r.Shed() {
+		t.Fatal("shed a ring whose values are read but retained")
+	}
+	r.Release(4)
+	if !r.Shed() || r.Holding() || r.Cap() != 4 || r.Len() != 0 || r.Pushed() != 4 {
+		t.Fatalf("after Shed: holding %v, cap %d, len %d, pushed %d", r.Holding(), r.Cap(), r.Len(), r.Pushed())
+	}
+	// Grown back: the same capacity, positions go on.
+	for i := range 4 {
+		if err := r.TryPush(10 + i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.TryPush(14); !errors.Is(err, ErrFull) {
+		t.Fatalf("a regrown ring took more than its capacity: %v", err)
+	}
+	if n := r.Drain(buf); n != 4 || buf[0] != 10 || buf[3] != 13 || r.Pushed() != 8 {
+		t.Fatalf("after regrowing: drained %d %v, pushed %d", n, buf, r.Pushed())
+	}
+	if !r.Shed() {
+		t.Fatal("no second shed")
+	}
+	r.Close()
+	if err := r.TryPush(1); !errors.Is(err, ErrClosed) || !r.Drained() || r.Shed() {
+		t.Fatalf("closed bare ring: push %v, drained %v", err, r.Drained())
+	}
+}
+
+// TestShedUnderPushes sheds the ring whenever it can while producers push:
+// every value arrives exactly once and in each producer's order, whether it
+// raced a shed or a regrowth.
+func TestShedUnderPushes(t *testing.T) {
+	const producers, each = 4, 20000
+	r, err := New[[2]int](64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range each {
+				if err := r.Push(context.Background(), [2]int{p, i}); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%97 == 0 {
+					runtime.Gosched() // let the ring drain empty now and then
+				}
+			}
+		})
+	}
+	next := make([]int, producers)
+	buf := make([][2]int, 16)
+	sheds := 0
+	for got := 0; got < producers*each; {
+		n := r.Drain(buf)
+		for _, v := range buf[:n] {
+			if v[1] != next[v[0]] {
+				t.Fatalf("producer %d: got %d, want %d", v[0], v[1], next[v[0]])
+			}
+			next[v[0]]++
+		}
+		got += n
+		if r.Shed() {
+			sheds++
+		}
+		if n == 0 {
+			runtime.Gosched()
+		}
+	}
+	wg.Wait()
+	if n := r.Drain(buf); n != 0 {
+		t.Fatalf("%d values beyond what was pushed", n)
+	}
+	if sheds == 0 {
+		t.Fatal("the ring never went empty to shed: the test tested nothing")
+	}
+	t.Logf("%d sheds", sheds)
+}
+
+// TestNext: Next hands out values in place, in order, marks them read like
+// Peek, and a value stays where it is until Release; Rewind reads it again.
+func TestNext(t *testing.T) {
+	r := mustNew[int](t, 4)
+	if r.Next() != nil {
+		t.Fatal("Next on an empty ring")
+	}
+	for i := range 3 {
+		if err := r.TryPush(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := r.Next(), r.Next()
+	if a == nil || b == nil || *a != 0 || *b != 1 || r.Retained() != 2 {
+		t.Fatalf("Next: %v %v, retained %d", a, b, r.Retained())
+	}
+	r.Rewind()
+	if again := r.Next(); again != a || *again != 0 {
+		t.Fatal("Rewind did not hand out the same value in the same place")
+	}
+	r.Next()
+	if c := r.Next(); c == nil || *c != 2 || r.Next() != nil {
+		t.Fatalf("third value: %v", c)
+	}
+	r.Release(3)
+	if *b != 0 || r.Len() != 0 {
+		t.Fatalf("a released slot still holds %d, len %d", *b, r.Len())
 	}
 }

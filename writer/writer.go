@@ -105,7 +105,10 @@ type Counters struct {
 	DeadLettered [NumReasons]atomic.Uint64
 	// Heartbeats counts heartbeat frames sent on idle links.
 	Heartbeats atomic.Uint64
-	_          pad
+	// Sheds counts the times an idle lane gave its memory back
+	// (Config.IdleRelease).
+	Sheds atomic.Uint64
+	_     pad
 }
 
 // Link is one stream's sending side, handed to a writer after the
@@ -156,6 +159,12 @@ type Config struct {
 	// this node through the peer's reply, can tell a quiet link from a dead
 	// one.
 	Heartbeat time.Duration
+	// IdleRelease, if positive, makes the writer give back the memory of
+	// an idle lane: once it has parked this long with nothing in the ring
+	// and nothing unacknowledged, it sheds the ring's slots (ring.Shed),
+	// its own buffer and its encoder's reusable messages. The next envelope
+	// allocates them again; the ring's capacity stays what it was.
+	IdleRelease time.Duration
 	// Logger receives debug logs; nil means none.
 	Logger *slog.Logger
 }
@@ -186,7 +195,7 @@ type Writer struct {
 	ackDue    atomic.Uint64 // highest lane position received, to acknowledge
 
 	// Writer goroutine only.
-	buf      []batch.Envelope
+	maxEnv   int // envelopes in a frame at most
 	link     *Link
 	enc      *batch.Encoder
 	released uint64   // lane positions up to here are released from the ring
@@ -194,7 +203,11 @@ type Writer struct {
 	skipped  []uint64 // lane positions dead-lettered but still in the ring
 	ackSent  uint64   // highest position acknowledged on the current link
 	linger   *time.Timer
-	beat     *time.Timer // heartbeat timer, reused while parked
+	beat     *time.Timer // heartbeat or idle-release timer, reused while parked
+	// worked says the writer has done something since it last parked;
+	// quietSince is when it last parked after working.
+	worked     bool
+	quietSince time.Time
 	// yieldBelow: a frame with fewer envelopes yields once for more.
 	yieldBelow int
 }
@@ -222,7 +235,7 @@ func New(cfg Config) (*Writer, error) {
 		done:   make(chan struct{}),
 		ctx:    ctx,
 		cancel: cancel,
-		buf:    make([]batch.Envelope, n),
+		maxEnv: n,
 	}
 	w.yieldBelow = max(1, n/4)
 	go w.run()
@@ -282,25 +295,7 @@ func (w *Writer) settleAll(reason Reason) int {
 	w.link, w.enc = nil, nil
 	r := w.cfg.Ring
 	r.Rewind()
-	pos, n := w.released, 0
-	for {
-		k := r.Peek(w.buf)
-		if k == 0 {
-			break
-		}
-		for i := range k {
-			pos++
-			if len(w.skipped) > 0 && w.skipped[0] == pos {
-				w.skipped = w.skipped[1:] // dead-lettered already
-			} else {
-				n++
-				w.cfg.Counters.DeadLettered[reason].Add(1)
-				w.cfg.DeadLetter(&w.buf[i], reason)
-			}
-			w.buf[i] = batch.Envelope{}
-		}
-		r.Release(k)
-	}
+	pos, _, n := w.deadLetterReady(w.released, reason)
 	w.released = pos
 	w.sentHigh = max(w.sentHigh, pos)
 	w.skipped = w.skipped[:0]
@@ -438,8 +433,9 @@ func (w *Writer) run() {
 				w.lost(err)
 				continue
 			}
-			if n := w.cfg.Ring.Peek(w.buf); n > 0 {
-				if err := w.send(n); err != nil {
+			if w.cfg.Ring.Ready() {
+				w.worked = true
+				if err := w.send(); err != nil {
 					w.lost(err)
 				}
 				continue
@@ -461,22 +457,61 @@ func (w *Writer) park() {
 			(w.link != nil && w.ackDue.Load() > w.ackSent) ||
 			(w.stopping() && w.cfg.Ring.Drained() && w.cfg.Ring.Retained() == 0)
 	}
-	if w.cfg.Heartbeat <= 0 || w.link == nil {
+	now := time.Now()
+	if w.worked {
+		w.worked, w.quietSince = false, now
+	}
+	beat := w.cfg.Heartbeat > 0 && w.link != nil
+	holding := w.cfg.IdleRelease > 0 && w.holding()
+	var d time.Duration
+	switch {
+	case beat && holding:
+		d = min(w.cfg.Heartbeat, w.quietSince.Add(w.cfg.IdleRelease).Sub(now))
+	case beat:
+		d = w.cfg.Heartbeat
+	case holding:
+		d = w.quietSince.Add(w.cfg.IdleRelease).Sub(now)
+	default:
 		_ = w.bell.Wait(w.ctx, ready)
 		return
 	}
-	if w.beat == nil {
-		w.beat = time.NewTimer(w.cfg.Heartbeat)
-	} else {
-		w.beat.Reset(w.cfg.Heartbeat)
+	if holding && d <= 0 {
+		w.shed()
+		return
 	}
+	if w.beat == nil {
+		w.beat = time.NewTimer(d)
+	} else {
+		w.beat.Reset(d)
+	}
+	start := time.Now()
 	timedOut, _ := w.bell.WaitTimer(w.ctx, w.beat.C, ready)
 	w.beat.Stop()
-	if timedOut {
+	if timedOut && beat && (!holding || time.Since(start) >= w.cfg.Heartbeat) {
 		if err := w.sendHeartbeat(); err != nil {
 			w.lost(err)
 		}
 	}
+}
+
+// holding reports whether the lane holds memory that shed would free.
+func (w *Writer) holding() bool { return w.cfg.Ring.Holding() }
+
+// shed frees what an idle lane holds, if it is idle still: nothing in the
+// ring, nothing retained for acknowledgement.
+func (w *Writer) shed() {
+	r := w.cfg.Ring
+	if r.Len() != 0 || r.Retained() != 0 {
+		w.quietSince = time.Now() // not idle after all: wait a full period again
+		return
+	}
+	if r.Shed() {
+		w.cfg.Counters.Sheds.Add(1)
+	}
+	if w.enc != nil {
+		w.enc.Shed()
+	}
+	w.quietSince = time.Now()
 }
 
 // sendHeartbeat tells the peer this node is alive on a link that has been
@@ -503,7 +538,7 @@ var epoch = time.Now()
 func (w *Writer) use(l *Link) {
 	enc, err := batch.NewEncoder(batch.EncoderConfig{
 		Limits:            l.Limits,
-		MaxEnvelopes:      len(w.buf),
+		MaxEnvelopes:      w.maxEnv,
 		MaxBytes:          w.cfg.MaxBytes,
 		Compress:          w.cfg.Compress,
 		CompressThreshold: w.cfg.CompressThreshold,
@@ -588,26 +623,26 @@ func (w *Writer) sendAck() error {
 	return nil
 }
 
-// send encodes the n envelopes in w.buf, and any that arrive while a frame
-// lingers, into frames on the link.
-func (w *Writer) send(n int) error {
-	// The lane position of w.buf[0]: the encoder numbers envelopes in the
-	// order they are added, and every envelope read is added or skipped.
+// send encodes the ready envelopes, and any that arrive while a frame
+// lingers, into frames on the link, until a frame is full or no more come.
+// Envelopes are encoded where they lie in the ring, which keeps them until
+// the peer acknowledges them: the encoder numbers them in the order they
+// are added, and every envelope read is added or skipped.
+func (w *Writer) send() error {
+	r := w.cfg.Ring
 	for {
-		for i := range n {
-			if err := w.add(&w.buf[i]); err != nil {
+		for env := r.Next(); env != nil; env = r.Next() {
+			if err := w.add(env); err != nil {
 				return err
 			}
-			w.buf[i] = batch.Envelope{} // drop references early
+			if w.enc.Full() {
+				return w.flush()
+			}
 		}
-		if w.enc.Full() || !w.moreComing() {
-			break
-		}
-		if n = w.cfg.Ring.Peek(w.buf); n == 0 {
-			break
+		if !w.moreComing() {
+			return w.flush()
 		}
 	}
-	return w.flush()
 }
 
 // add adds one envelope to the frame, flushing first if it is full.
@@ -728,17 +763,8 @@ func (w *Writer) sweep() {
 	r.Rewind()
 	pos := w.released
 	for {
-		n := r.Drain(w.buf)
-		for i := range n {
-			pos++
-			if len(w.skipped) > 0 && w.skipped[0] == pos {
-				w.skipped = w.skipped[1:] // dead-lettered already
-			} else {
-				w.cfg.Counters.DeadLettered[reason].Add(1)
-				w.cfg.DeadLetter(&w.buf[i], reason)
-			}
-			w.buf[i] = batch.Envelope{}
-		}
+		var n int
+		pos, n, _ = w.deadLetterReady(pos, reason)
 		if n > 0 {
 			continue
 		}
@@ -747,4 +773,25 @@ func (w *Writer) sweep() {
 		}
 		_ = r.Wait(context.Background()) // a producer is finishing a push
 	}
+}
+
+// deadLetterReady dead-letters with reason every envelope ready to read,
+// but those dead-lettered already, and releases them. pos is the lane
+// position before the first; it returns the position of the last, how many
+// envelopes it read and how many it dead-lettered.
+func (w *Writer) deadLetterReady(pos uint64, reason Reason) (last uint64, read, dead int) {
+	r := w.cfg.Ring
+	for env := r.Next(); env != nil; env = r.Next() {
+		pos++
+		read++
+		if len(w.skipped) > 0 && w.skipped[0] == pos {
+			w.skipped = w.skipped[1:] // dead-lettered already
+			continue
+		}
+		dead++
+		w.cfg.Counters.DeadLettered[reason].Add(1)
+		w.cfg.DeadLetter(env, reason)
+	}
+	r.Release(r.Retained())
+	return pos, read, dead
 }

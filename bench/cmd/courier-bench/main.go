@@ -63,6 +63,7 @@ type config struct {
 	jsonPath       string
 	chartPath      string
 	cpuProfile     string
+	heapProfile    string
 	tracePath      string
 	// flags is the parsed flag set, for the provenance of the JSON.
 	flags *flag.FlagSet
@@ -94,6 +95,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.jsonPath, "json", "", `write the results as JSON to this file: {"provenance": {commit, Go version, flags, cores, start...}, "results": [...]}`)
 	fs.StringVar(&c.chartPath, "chart", "", "write an SVG chart of the results to this file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to this file, and one of each peer process to this file with .peerN appended")
+	fs.StringVar(&c.heapProfile, "heapprofile", "", "write a heap profile of this process to this file in the fan-out scenario, when its endpoints are idle")
 	fs.StringVar(&c.tracePath, "trace", "", "write an execution trace of this process to this file, and one of each peer process to this file with .peerN appended")
 	fs.BoolVar(&c.peer, "peer", false, "run as the peer process (internal)")
 	fs.IntVar(&c.peerNodes, "peer-nodes", 1, "nodes in the peer process (internal)")

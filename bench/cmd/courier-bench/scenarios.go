@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -339,8 +341,24 @@ func fanOut(cfg *config, p *progress) (result, error) {
 	if _, err := s.waitDelivered(c.addrs[0], int64(len(c.addrs)), 30*time.Second); err != nil {
 		return r, err
 	}
+	// Idle: every endpoint has shed its queue (manager.WithIdleRelease),
+	// or the idle-release period has passed twice.
+	quiet := time.Now().Add(2*manager.DefaultIdleRelease + time.Second)
+	for _, a := range c.addrs {
+		for time.Now().Before(quiet) {
+			if st, ok := s.m.Stats(a); ok && st.User.Shed && st.System.Shed {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	runtime.GC()
 	r.IdleBytesPerEP = float64(readUsage().HeapUse-heap0) / float64(len(c.addrs))
+	if cfg.heapProfile != "" {
+		if err := writeHeapProfile(cfg.heapProfile); err != nil {
+			return r, err
+		}
+	}
 
 	var busy atomic.Uint64
 	stopSample := make(chan struct{})
@@ -424,4 +442,17 @@ func fanIn(cfg *config, p *progress) (result, error) {
 	}
 	p.done(r.name(), fmt.Sprintf("%.0f msgs/s", r.MsgsPerS))
 	return r, nil
+}
+
+// writeHeapProfile writes the heap's live objects to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
