@@ -143,7 +143,6 @@ func (ep *endpoint) send(ctx context.Context, env *Envelope) error {
 	}
 	err := ln.ring.TryPush(*env)
 	if err == nil {
-		ln.sc.enqueued.Add(1)
 		if env.Lane == batch.LaneUser {
 			ep.checkThrottle(ln.ring.Len())
 		}
@@ -173,7 +172,6 @@ func (ep *endpoint) send(ctx context.Context, env *Envelope) error {
 			}
 			return err
 		}
-		ln.sc.enqueued.Add(1)
 		return nil
 	default:
 		ln.sc.droppedFull.Add(1)
@@ -192,7 +190,6 @@ func (ep *endpoint) sendSystemFull(ctx context.Context, env *Envelope) error {
 	err := ln.ring.Push(wait, *env)
 	switch {
 	case err == nil:
-		ln.sc.enqueued.Add(1)
 		return nil
 	case ctx.Err() != nil:
 		ln.sc.refused.Add(1)
@@ -889,7 +886,7 @@ func (ep *endpoint) stats() EndpointStats {
 	}
 	for i, ls := range []*LaneStats{&s.User, &s.System} {
 		ln := &ep.lanes[i]
-		ls.Enqueued = ln.sc.enqueued.Load()
+		ls.Enqueued = ln.ring.Pushed() // a push the ring accepted is enqueued
 		ls.Refused = ln.sc.refused.Load()
 		ls.Sent = ln.wc.Sent.Load()
 		ls.Acked = ln.wc.Acked.Load()

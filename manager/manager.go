@@ -125,13 +125,15 @@ type Manager struct {
 	log         *slog.Logger
 
 	endpoints sync.Map // address → *endpoint
-	inbound   sync.Map // peerKey → *inboundPeer
-	watched   watches
-	live      liveStreams // accepted streams, for Block, the limits and the idle watchdog
-	blockMu   sync.Mutex
-	blocked   atomic.Pointer[map[string]struct{}]
-	streams   sync.Map // *inboundStream → struct{}: accepted streams to say goodbye on
-	events    *events
+	// lastEndpoint is the endpoint a Send found last, tried before the map.
+	lastEndpoint atomic.Pointer[endpoint]
+	inbound      sync.Map // peerKey → *inboundPeer
+	watched      watches
+	live         liveStreams // accepted streams, for Block, the limits and the idle watchdog
+	blockMu      sync.Mutex
+	blocked      atomic.Pointer[map[string]struct{}]
+	streams      sync.Map // *inboundStream → struct{}: accepted streams to say goodbye on
+	events       *events
 
 	mu      sync.Mutex // serializes endpoint creation with Close
 	closed  atomic.Bool
@@ -402,9 +404,13 @@ func (m *Manager) Send(ctx context.Context, address string, env *Envelope) error
 
 // endpoint returns the endpoint for address, creating it on first use.
 func (m *Manager) endpoint(address string) (*endpoint, error) {
+	if ep := m.lastEndpoint.Load(); ep != nil && ep.address == address && State(ep.state.Load()) != StateTerminated {
+		return ep, nil // a sender to one peer, the common case: no map lookup
+	}
 	if v, ok := m.endpoints.Load(address); ok {
 		ep := v.(*endpoint)
 		if !ep.replaceable() {
+			m.lastEndpoint.Store(ep)
 			return ep, nil
 		}
 	}

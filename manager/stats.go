@@ -195,7 +195,6 @@ type EndpointStats struct {
 // sendCounters are a lane's producer-side counters: written by Send.
 type sendCounters struct {
 	_           [128]byte
-	enqueued    atomic.Uint64
 	refused     atomic.Uint64
 	droppedFull atomic.Uint64
 	_           [128]byte

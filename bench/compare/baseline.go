@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,10 @@ import (
 // current tree, with the same flags and its own child-process receivers.
 // Its samples join the run's under the implementation's name with "@" and
 // the commit appended, so the table's ratio columns read as the current
-// tree over the baseline.
+// tree over the baseline. By default the baseline is built with this
+// tree's comparison (bench/compare and bench/internal copied over the
+// worktree's), so that only the library differs: the same scenarios, flags
+// and receivers; -baseline-harness=own builds the commit's own.
 type baseline struct {
 	Rev    string `json:"rev"`    // as given
 	Commit string `json:"commit"` // what it resolved to
@@ -32,7 +36,7 @@ type baseline struct {
 
 // newBaseline checks out and builds rev. The flags given to this run are
 // passed on, apart from the ones the baseline's rounds set themselves.
-func newBaseline(rev, impls string, fs *flag.FlagSet) (*baseline, error) {
+func newBaseline(rev, impls string, ownHarness bool, fs *flag.FlagSet) (*baseline, error) {
 	b := &baseline{Rev: rev, Impls: impls}
 	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
@@ -52,6 +56,14 @@ func newBaseline(rev, impls string, fs *flag.FlagSet) (*baseline, error) {
 		os.RemoveAll(b.dir)
 		return nil, fmt.Errorf("baseline: worktree of %s: %w", rev, err)
 	}
+	if !ownHarness {
+		for _, d := range []string{"bench/compare", "bench/internal"} {
+			if err := copyTree(filepath.Join(b.repo, d), filepath.Join(src, d)); err != nil {
+				b.close()
+				return nil, fmt.Errorf("baseline: copying this tree's %s: %w", d, err)
+			}
+		}
+	}
 	b.bin = filepath.Join(b.dir, "compare")
 	build := exec.Command("go", "build", "-o", b.bin, ".")
 	build.Dir = filepath.Join(src, "bench", "compare")
@@ -59,7 +71,7 @@ func newBaseline(rev, impls string, fs *flag.FlagSet) (*baseline, error) {
 		b.close()
 		return nil, fmt.Errorf("baseline: building %s: %w", rev, err)
 	}
-	skip := map[string]bool{"baseline": true, "baseline-impls": true, "rounds": true, "json": true, "impls": true, "cpuprofile": true, "trace": true}
+	skip := map[string]bool{"baseline": true, "baseline-impls": true, "baseline-harness": true, "rounds": true, "json": true, "impls": true, "cpuprofile": true, "trace": true}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "cpuprofile" {
 			b.prof = f.Value.String()
@@ -123,6 +135,28 @@ func readSamples(data []byte) ([]sample, error) {
 	}
 	var f resultsFile
 	return f.Samples, json.Unmarshal(data, &f)
+}
+
+// copyTree copies the files under from over to, but results/ (samples of
+// earlier runs).
+func copyTree(from, to string) error {
+	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		if d.IsDir() {
+			if d.Name() == "results" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), data, 0o644)
+	})
 }
 
 // close removes the worktree and the binary.

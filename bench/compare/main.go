@@ -544,12 +544,14 @@ func main() {
 	scenarios := flag.String("scenarios", "throughput,pingpong,priority,burst", "comma-separated scenarios to run: throughput (one way, 64 B and 1 KiB), pingpong (protoactor-go's remote benchmark shape, the actor runtimes only), priority, burst (2 M messages of 64 B; the receiver's memory after them)")
 	pairs := flag.Int("pairs", 16, "actor pairs in the ping/pong scenario")
 	payloads := flag.String("payloads", "64,1024", "comma-separated payload sizes in bytes of the throughput scenario")
+	senders := flag.String("senders", "16", "comma-separated numbers of sending goroutines of the throughput scenario")
 	jsonPath := flag.String("json", "compare.json", `write the samples as JSON to this file (empty: don't): {"provenance": {commit, Go version, flags, cores, start...}, "samples": [...]}`)
 	floodSenders := flag.Int("priority-senders", 4, "goroutines flooding the user path in the priority scenario; 0 times the probes on an idle path")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	traceFile = flag.String("trace", "", "write an execution trace of this process to this file and one of each child process to this file with .child appended (use with one implementation and one round)")
 	baseRev := flag.String("baseline", "", "also run these implementations built from this commit (a git revision), once per round right after the current tree's, with the same flags; their rows are named impl@commit")
 	baseImpls := flag.String("baseline-impls", "courier", "comma-separated implementations the -baseline build runs")
+	baseHarness := flag.String("baseline-harness", "current", "which comparison the -baseline build runs: current (this tree's bench/compare over the commit's library, so that only the library differs) or own (the commit's own bench/compare)")
 	idle := flag.Bool("idle-floor", false, "only measure how late this machine wakes an idle thread (a 200µs sleep; a TCP ping-pong after 1ms idle; how far the clock jumps between two reads in a tight loop), for -duration each")
 	flag.Parse()
 	if *idle {
@@ -593,13 +595,10 @@ func main() {
 		senders  int
 	}
 	var all []job
-	for _, f := range strings.Split(*payloads, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 0 {
-			fmt.Fprintf(os.Stderr, "compare: -payloads: %q is not a size in bytes\n", f)
-			os.Exit(2)
+	for _, n := range intList("payloads", *payloads, 0) {
+		for _, k := range intList("senders", *senders, 1) {
+			all = append(all, job{"throughput", n, k})
 		}
-		all = append(all, job{"throughput", n, 16})
 	}
 	all = append(all, job{"pingpong", 0, *pairs}, job{"priority", 1024, *floodSenders}, job{"burst", 64, 16})
 	var jobs []job
@@ -612,7 +611,11 @@ func main() {
 	if *baseRev != "" {
 		var err error
 		fmt.Fprintf(os.Stderr, "building the baseline %s\n", *baseRev)
-		if base, err = newBaseline(*baseRev, *baseImpls, flag.CommandLine); err != nil {
+		if *baseHarness != "current" && *baseHarness != "own" {
+			fmt.Fprintf(os.Stderr, "compare: -baseline-harness %q: want current or own\n", *baseHarness)
+			os.Exit(2)
+		}
+		if base, err = newBaseline(*baseRev, *baseImpls, *baseHarness == "own", flag.CommandLine); err != nil {
 			fmt.Fprintln(os.Stderr, "compare:", err)
 			os.Exit(1)
 		}
@@ -664,6 +667,21 @@ func main() {
 	}
 }
 
+// intList parses flag name's comma-separated integers, each at least min,
+// or ends the run.
+func intList(name, list string, min int) []int {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < min {
+			fmt.Fprintf(os.Stderr, "compare: -%s: %q is not a number >= %d\n", name, f, min)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // resultsFile is the JSON file of a run (-json): where it comes from, and
 // every sample in the order it ran. The older files in results/ hold the
 // samples alone, a top-level array.
@@ -680,12 +698,13 @@ func printTable(w io.Writer, samples []sample) {
 	type key struct {
 		scenario string
 		payload  int
+		senders  int
 		impl     string
 	}
 	groups := map[key][]sample{}
 	var order []key
 	for _, s := range samples {
-		k := key{s.Scenario, s.Payload, s.Impl}
+		k := key{s.Scenario, s.Payload, s.Senders, s.Impl}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -702,6 +721,7 @@ func printTable(w io.Writer, samples []sample) {
 	type job struct {
 		scenario string
 		payload  int
+		senders  int
 	}
 	courierRate, paCourierRate := map[job]float64{}, map[job]float64{}
 	for _, k := range order {
@@ -717,9 +737,9 @@ func printTable(w io.Writer, samples []sample) {
 		}
 		switch k.impl {
 		case "courier":
-			courierRate[job{k.scenario, k.payload}], _, _ = median(r)
+			courierRate[job{k.scenario, k.payload, k.senders}], _, _ = median(r)
 		case "protoactor-courier":
-			paCourierRate[job{k.scenario, k.payload}], _, _ = median(r)
+			paCourierRate[job{k.scenario, k.payload, k.senders}], _, _ = median(r)
 		}
 	}
 	var prio, bursts []key
@@ -759,10 +779,13 @@ func printTable(w io.Writer, samples []sample) {
 			return ""
 		}
 		label := fmt.Sprintf("%d B", k.payload)
+		if k.senders != 16 {
+			label += fmt.Sprintf(" ×%d", k.senders) // senders; 16 unless -senders says otherwise
+		}
 		if k.scenario == "pingpong" {
 			label = "ping/pong"
 		}
-		j := job{k.scenario, k.payload}
+		j := job{k.scenario, k.payload, k.senders}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%.0f\t%.2f\t%.0f\t\n", label, k.impl, rateCol, spread, mb/1e6,
 			ratio(courierRate[j]), ratio(paCourierRate[j]), c, a, by)
 	}
