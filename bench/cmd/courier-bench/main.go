@@ -14,6 +14,9 @@
 //   - fan-out: one node sends to 64 nodes (in a child process): throughput,
 //     and heap in use per endpoint, idle and busy.
 //   - fan-in: 16 nodes send to one.
+//   - idle-peers (not run by default): one node with an endpoint to each of
+//     1,000 peers (one child process, a listener each), every endpoint
+//     idle: the node's heap in all and its goroutines.
 //
 // Usage:
 //
@@ -58,7 +61,8 @@ type config struct {
 	connWindow     int
 	readBuffer     int
 	writeBuffer    int
-	fanOutPeers    int
+	fanOutPeers    []int
+	idlePeers      int
 	fanInNodes     int
 	jsonPath       string
 	chartPath      string
@@ -90,7 +94,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.maxFrameBytes, "max-frame-bytes", 4<<20, "WithMaxFrameBytes")
 	windows := fs.String("flow-control-windows", fmt.Sprintf("%d,%d", manager.DefaultStreamWindow, manager.DefaultConnWindow), "WithFlowControlWindows: stream and connection windows in bytes, comma-separated; 0,0 is gRPC's dynamic windows")
 	buffers := fs.String("socket-buffers", fmt.Sprintf("%d,%d", manager.DefaultSocketBuffer, manager.DefaultSocketBuffer), "WithSocketBuffers: gRPC's read and write buffer sizes in bytes, comma-separated")
-	fs.IntVar(&c.fanOutPeers, "fan-out-peers", 64, "peers in the fan-out scenario")
+	fanOutPeers := fs.String("fan-out-peers", "64", "peers in the fan-out scenario, comma-separated: a run for each")
+	fs.IntVar(&c.idlePeers, "idle-peers", 1000, "peers in the idle-peers scenario (not run by default): one node, an endpoint to each of them, all idle; the node's heap and goroutines")
 	fs.IntVar(&c.fanInNodes, "fan-in-nodes", 16, "sending nodes in the fan-in scenario")
 	fs.StringVar(&c.jsonPath, "json", "", `write the results as JSON to this file: {"provenance": {commit, Go version, flags, cores, start...}, "results": [...]}`)
 	fs.StringVar(&c.chartPath, "chart", "", "write an SVG chart of the results to this file")
@@ -111,6 +116,9 @@ func parseFlags(args []string) (*config, error) {
 	if c.senders, err = ints(*senders); err != nil {
 		return nil, fmt.Errorf("-senders: %w", err)
 	}
+	if c.fanOutPeers, err = ints(*fanOutPeers); err != nil {
+		return nil, fmt.Errorf("-fan-out-peers: %w", err)
+	}
 	if c.streamWindow, c.connWindow, err = pair(*windows); err != nil {
 		return nil, fmt.Errorf("-flow-control-windows: %w", err)
 	}
@@ -119,7 +127,7 @@ func parseFlags(args []string) (*config, error) {
 	}
 	for _, s := range c.scenarios {
 		switch s {
-		case "throughput", "priority", "fan-out", "fan-in":
+		case "throughput", "priority", "fan-out", "fan-in", "idle-peers":
 		default:
 			return nil, fmt.Errorf("-scenarios: unknown scenario %q", s)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,5 +45,43 @@ func TestWriteJSON(t *testing.T) {
 	p := got.Provenance
 	if p.Flags["duration"] != "1s" || p.Flags["scenarios"] != "throughput" || p.Flags["payloads"] != "64,1024,16384" || p.NumCPU == 0 || p.GoVersion == "" || p.Commit == "" {
 		t.Errorf("provenance %+v", p)
+	}
+}
+
+// TestChartScaling: the chart draws msgs/s and CPU per message against
+// senders and against peers when the results hold two values or more of
+// either, one line per series, a point per value; and no such panel when
+// they do not.
+func TestChartScaling(t *testing.T) {
+	results := []result{
+		{Scenario: "throughput", Payload: 64, Senders: 1, MsgsPerS: 1e6, CPUPerMsgUS: 0.3},
+		{Scenario: "throughput", Payload: 64, Senders: 4, MsgsPerS: 2e6, CPUPerMsgUS: 0.25},
+		{Scenario: "throughput", Payload: 1024, Senders: 1, MsgsPerS: 5e5, CPUPerMsgUS: 1.2},
+		{Scenario: "throughput", Payload: 1024, Senders: 4, MsgsPerS: 6e5, CPUPerMsgUS: 1.1},
+		{Scenario: "fan-out", Payload: 64, Senders: 16, Peers: 16, MsgsPerS: 3e6, CPUPerMsgUS: 0.6},
+	}
+	path := filepath.Join(t.TempDir(), "chart.svg")
+	if err := writeChart(path, results); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svg := string(b)
+	for _, want := range []string{"msgs/s against senders", "CPU µs per message (both processes) against senders", ">64 B<", ">1024 B<"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("the chart lacks %q", want)
+		}
+	}
+	if strings.Contains(svg, "against peers") {
+		t.Error("a peers panel from one fan-out run")
+	}
+	// Two panels of two lines of two points each.
+	if n := strings.Count(svg, "<circle"); n != 8 {
+		t.Errorf("%d points, want 8", n)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(svg), "</svg>") {
+		t.Error("the SVG is not closed")
 	}
 }

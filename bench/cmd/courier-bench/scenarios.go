@@ -39,6 +39,10 @@ type result struct {
 	LatenciesUS    []float64 `json:"latencies_us,omitempty"` // in the order of delivery
 	IdleBytesPerEP float64   `json:"idle_bytes_per_endpoint,omitempty"`
 	BusyBytesPerEP float64   `json:"busy_bytes_per_endpoint,omitempty"`
+	// The idle-peers scenario: the sending node's heap in use in total, and
+	// its goroutines, with every endpoint idle.
+	HeapBytes  uint64 `json:"heap_bytes,omitempty"`
+	Goroutines int    `json:"goroutines,omitempty"`
 }
 
 func (r *result) name() string {
@@ -49,6 +53,8 @@ func (r *result) name() string {
 		return fmt.Sprintf("fan-out peers=%d senders=%d", r.Peers, r.Senders)
 	case "fan-in":
 		return fmt.Sprintf("fan-in nodes=%d", r.Senders)
+	case "idle-peers":
+		return fmt.Sprintf("idle-peers peers=%d", r.Peers)
 	}
 	return r.Scenario
 }
@@ -74,9 +80,17 @@ func run(cfg *config, p *progress) ([]result, error) {
 			}
 			results = append(results, r)
 		case "fan-out":
-			r, err := fanOut(cfg, p)
+			for _, peers := range cfg.fanOutPeers {
+				r, err := fanOut(cfg, p, peers)
+				if err != nil {
+					return results, fmt.Errorf("fan-out peers=%d: %w", peers, err)
+				}
+				results = append(results, r)
+			}
+		case "idle-peers":
+			r, err := idlePeers(cfg, p)
 			if err != nil {
-				return results, fmt.Errorf("fan-out: %w", err)
+				return results, fmt.Errorf("idle-peers: %w", err)
 			}
 			results = append(results, r)
 		case "fan-in":
@@ -318,9 +332,9 @@ func priority(cfg *config, p *progress) (result, error) {
 	return r, nil
 }
 
-func fanOut(cfg *config, p *progress) (result, error) {
-	r := result{Scenario: "fan-out", Payload: 64, Senders: 16, Peers: cfg.fanOutPeers}
-	c, err := startChild(cfg, cfg.fanOutPeers, 0)
+func fanOut(cfg *config, p *progress, peers int) (result, error) {
+	r := result{Scenario: "fan-out", Payload: 64, Senders: 16, Peers: peers}
+	c, err := startChild(cfg, peers, 0)
 	if err != nil {
 		return r, err
 	}
@@ -341,17 +355,7 @@ func fanOut(cfg *config, p *progress) (result, error) {
 	if _, err := s.waitDelivered(c.addrs[0], int64(len(c.addrs)), 30*time.Second); err != nil {
 		return r, err
 	}
-	// Idle: every endpoint has shed its queue (manager.WithIdleRelease),
-	// or the idle-release period has passed twice.
-	quiet := time.Now().Add(2*manager.DefaultIdleRelease + time.Second)
-	for _, a := range c.addrs {
-		for time.Now().Before(quiet) {
-			if st, ok := s.m.Stats(a); ok && st.User.Shed && st.System.Shed {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	s.waitIdle(c.addrs)
 	runtime.GC()
 	r.IdleBytesPerEP = float64(readUsage().HeapUse-heap0) / float64(len(c.addrs))
 	if cfg.heapProfile != "" {
@@ -455,4 +459,59 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// waitIdle waits until every endpoint to addrs has shed its queues
+// (manager.WithIdleRelease), or the idle-release period has passed twice.
+func (s *sender) waitIdle(addrs []string) {
+	quiet := time.Now().Add(2*manager.DefaultIdleRelease + time.Second)
+	for _, a := range addrs {
+		for time.Now().Before(quiet) {
+			if st, ok := s.m.Stats(a); ok && st.User.Shed && st.System.Shed {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// idlePeers connects one node to many idle peers (all in one child
+// process, each with its own listener) with one envelope each, and
+// measures the node's heap and goroutines once every endpoint is idle.
+func idlePeers(cfg *config, p *progress) (result, error) {
+	r := result{Scenario: "idle-peers", Payload: 64, Peers: cfg.idlePeers}
+	c, err := startChild(cfg, cfg.idlePeers, 0)
+	if err != nil {
+		return r, err
+	}
+	defer c.stop()
+	s, err := newSender(cfg, manager.WithOverflowPolicy(manager.Block))
+	if err != nil {
+		return r, err
+	}
+	defer s.close()
+	runtime.GC()
+	heap0 := readUsage().HeapUse
+	start := time.Now()
+	for _, a := range c.addrs {
+		if err := s.m.Send(context.Background(), a, &manager.Envelope{Target: "hello", Payload: make([]byte, r.Payload)}); err != nil {
+			return r, err
+		}
+	}
+	if _, err := s.waitDelivered(c.addrs[0], int64(len(c.addrs)), 60*time.Second); err != nil {
+		return r, err
+	}
+	r.Messages, r.Seconds = int64(len(c.addrs)), time.Since(start).Seconds()
+	s.waitIdle(c.addrs)
+	runtime.GC()
+	u := readUsage()
+	r.HeapBytes, r.Goroutines = u.HeapUse, runtime.NumGoroutine()
+	r.IdleBytesPerEP = float64(u.HeapUse-heap0) / float64(len(c.addrs))
+	if cfg.heapProfile != "" {
+		if err := writeHeapProfile(cfg.heapProfile); err != nil {
+			return r, err
+		}
+	}
+	p.done(r.name(), fmt.Sprintf("heap %.0f MiB, %d goroutines", float64(r.HeapBytes)/(1<<20), r.Goroutines))
+	return r, nil
 }
