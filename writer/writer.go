@@ -681,7 +681,7 @@ func (w *Writer) add(env *batch.Envelope) error {
 // acknowledgement, so that acks cost a frame per burst.
 func (w *Writer) flush() error {
 	r := w.cfg.Ring
-	if !r.Ready() || r.Retained() >= r.Cap()/2 {
+	if !r.Ready() || r.Retained() >= r.Cap()/4 {
 		w.enc.RequestAck()
 	}
 	first := w.enc.NextPosition() - uint64(w.enc.Len())
