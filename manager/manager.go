@@ -15,6 +15,7 @@ import (
 
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/internal/wire"
+	"github.com/courier-go/courier/peer"
 	"github.com/courier-go/courier/proto/courier/v1/transportv1"
 	"github.com/courier-go/courier/reader"
 	"google.golang.org/grpc"
@@ -35,9 +36,9 @@ var (
 	// ErrAlreadyStarted: Start was called twice.
 	ErrAlreadyStarted = errors.New("manager: already started")
 	// ErrQueueFull: the user queue is full and the overflow policy is Fail.
-	ErrQueueFull = errors.New("manager: queue full")
+	ErrQueueFull = peer.ErrQueueFull
 	// ErrTooLarge: the envelope can never fit in a frame.
-	ErrTooLarge = errors.New("manager: envelope too large")
+	ErrTooLarge = peer.ErrTooLarge
 	// ErrInvalidEnvelope: the envelope is nil, has no target, an unknown
 	// lane, a system kind on the user lane, or more header entries or
 	// distinct strings than a frame's limits allow.
@@ -51,14 +52,14 @@ var (
 	ErrNotInitialized = errors.New("manager: not initialized (create the Manager with New)")
 	// ErrEndpointTerminated: the endpoint for the address gave up; sends
 	// are refused until it is replaced (see Send).
-	ErrEndpointTerminated = errors.New("manager: endpoint terminated")
+	ErrEndpointTerminated = peer.ErrEndpointTerminated
 	// ErrSystemQueueFull: the peer left the system queue full; it is
 	// treated as failed.
-	ErrSystemQueueFull = errors.New("manager: system queue full, peer failed")
+	ErrSystemQueueFull = peer.ErrSystemQueueFull
 	// ErrPeerSilent: nothing came back on the control stream, not even a
 	// heartbeat reply, for the heartbeat timeout; the connection is
 	// dropped and dialed again.
-	ErrPeerSilent = errors.New("manager: peer silent")
+	ErrPeerSilent = peer.ErrPeerSilent
 	// ErrUnknownClient: the address names a client-only peer that is not
 	// connected.
 	ErrUnknownClient = errors.New("manager: unknown client-only peer")
@@ -124,7 +125,7 @@ type Manager struct {
 	incarnation uint64
 	log         *slog.Logger
 
-	endpoints sync.Map // address → *endpoint
+	endpoints sync.Map // address → *peer.Endpoint
 	inbound   sync.Map // peerKey → *inboundPeer
 	watched   watches
 	live      liveStreams // accepted streams, for Block, the limits and the idle watchdog
@@ -397,14 +398,24 @@ func (m *Manager) Send(ctx context.Context, address string, env *Envelope) error
 	if env.Lane == batch.LaneSystem && env.Kind != batch.KindNone {
 		return m.sendSystem(ctx, ep, address, env)
 	}
-	return ep.send(ctx, env)
+	return send(ctx, ep, env)
+}
+
+// send queues env on ep. An endpoint that refuses it because the node is
+// closing says so with its own sentinel.
+func send(ctx context.Context, ep *peer.Endpoint, env *Envelope) error {
+	err := ep.Send(ctx, env)
+	if err != nil && errors.Is(err, peer.ErrClosed) {
+		return ErrClosed
+	}
+	return err
 }
 
 // endpoint returns the endpoint for address, creating it on first use.
-func (m *Manager) endpoint(address string) (*endpoint, error) {
+func (m *Manager) endpoint(address string) (*peer.Endpoint, error) {
 	if v, ok := m.endpoints.Load(address); ok {
-		ep := v.(*endpoint)
-		if !ep.replaceable() {
+		ep := v.(*peer.Endpoint)
+		if !ep.Replaceable(m.o.reconnect.Max) {
 			return ep, nil
 		}
 	}
@@ -419,30 +430,20 @@ func (m *Manager) endpoint(address string) (*endpoint, error) {
 
 // newEndpoint creates and starts the endpoint for address, unless another
 // goroutine got there first or the manager is closing.
-func (m *Manager) newEndpoint(address string, clientOnly bool) (*endpoint, error) {
+func (m *Manager) newEndpoint(address string, clientOnly bool) (*peer.Endpoint, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
 	if v, ok := m.endpoints.Load(address); ok {
-		ep := v.(*endpoint)
-		if !ep.replaceable() {
+		ep := v.(*peer.Endpoint)
+		if !ep.Replaceable(m.o.reconnect.Max) {
 			return ep, nil
 		}
 		m.endpoints.CompareAndDelete(address, ep)
 	}
-	ep, err := newEndpoint(m, address, clientOnly)
-	if err != nil {
-		return nil, err
-	}
-	m.endpoints.Store(address, ep)
-	m.epWG.Add(1)
-	go func() {
-		defer m.epWG.Done()
-		ep.run()
-	}()
-	return ep, nil
+	return m.startEndpoint(address, clientOnly)
 }
 
 // Subscribe calls f for every event from now on, from one goroutine, in
@@ -481,7 +482,7 @@ func (m *Manager) Stats(address string) (EndpointStats, bool) {
 	if !ok {
 		return EndpointStats{}, false
 	}
-	return v.(*endpoint).stats(), true
+	return endpointStats(v.(*peer.Endpoint)), true
 }
 
 // AllStats returns a snapshot of every endpoint's statistics.
@@ -491,7 +492,7 @@ func (m *Manager) AllStats() []EndpointStats {
 	}
 	var all []EndpointStats
 	m.endpoints.Range(func(_, v any) bool {
-		all = append(all, v.(*endpoint).stats())
+		all = append(all, endpointStats(v.(*peer.Endpoint)))
 		return true
 	})
 	return all
@@ -535,12 +536,8 @@ func (m *Manager) Close(ctx context.Context) error {
 	// Flush every endpoint at once, within ctx.
 	var wg sync.WaitGroup
 	m.endpoints.Range(func(_, v any) bool {
-		ep := v.(*endpoint)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ep.close(ctx)
-		}()
+		ep := v.(*peer.Endpoint)
+		wg.Go(func() { ep.Close(ctx) })
 		return true
 	})
 	wg.Wait()

@@ -3,7 +3,6 @@ package writer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -16,69 +15,22 @@ import (
 	"github.com/courier-go/courier/ring"
 )
 
-// Reason says why an envelope was dead-lettered instead of delivered.
+// Reason says why the writer gave up on an envelope. Reasons are numbered
+// by the stage above the writer (package peer, whose Reason names them all
+// and keeps these two at their values): the writer decides ReasonTooLarge
+// and ReasonShutdown itself, and hands DeadLetter back whatever reason it
+// was given in Terminate or Settle.
 type Reason uint8
 
-// Dead-letter reasons.
+// The reasons the writer decides.
 const (
-	// ReasonQueueFull: the lane's queue was full and the overflow policy
-	// dropped the envelope.
-	ReasonQueueFull Reason = iota
 	// ReasonTooLarge: the envelope does not fit in a frame under the limits
 	// negotiated with the peer.
-	ReasonTooLarge
-	// ReasonEndpointTerminated: the endpoint failed for good (the peer is
-	// unreachable or gone) before the envelope was delivered.
-	ReasonEndpointTerminated
-	// ReasonBlocked: the peer's system id is on the block list.
-	ReasonBlocked
-	// ReasonShutdown: the node closed before the envelope was delivered.
-	ReasonShutdown
-	// ReasonPeerRestarted: the peer came back as a new incarnation before
-	// it acknowledged the envelope; what was meant for the old one is not
-	// handed to the new one.
-	ReasonPeerRestarted
-	// ReasonPeerShutdown: the peer shut down cleanly (it said goodbye)
-	// before it acknowledged the envelope, and did not come back on its
-	// address within the shutdown grace. A closing peer acknowledges what
-	// it delivered before its goodbye, so the envelope was not delivered
-	// unless that acknowledgement was lost on the way.
-	ReasonPeerShutdown
-	// ReasonQuarantined: the peer refuses this node's incarnation for good
-	// (it gave up on it), or this node gave up on the peer's.
-	ReasonQuarantined
-	// ReasonUnresolvable: the endpoint's host name does not resolve: the
-	// resolver says no such host.
-	ReasonUnresolvable
-
-	// NumReasons is the number of reasons, for arrays indexed by Reason.
-	NumReasons = iota
+	ReasonTooLarge Reason = 1
+	// ReasonShutdown: the writer was stopped, and its deadline passed,
+	// before the envelope was delivered.
+	ReasonShutdown Reason = 4
 )
-
-// String returns the reason as the documentation words it.
-func (r Reason) String() string {
-	switch r {
-	case ReasonQueueFull:
-		return "queue full"
-	case ReasonTooLarge:
-		return "too large"
-	case ReasonEndpointTerminated:
-		return "endpoint terminated"
-	case ReasonBlocked:
-		return "blocked"
-	case ReasonShutdown:
-		return "shutdown"
-	case ReasonPeerRestarted:
-		return "peer restarted"
-	case ReasonPeerShutdown:
-		return "peer shut down"
-	case ReasonQuarantined:
-		return "quarantined"
-	case ReasonUnresolvable:
-		return "unresolvable host"
-	}
-	return fmt.Sprintf("reason(%d)", uint8(r))
-}
 
 // ErrStopped is returned by Attach once the writer is stopping.
 var ErrStopped = errors.New("writer: stopped")
@@ -101,8 +53,6 @@ type Counters struct {
 	Batches atomic.Uint64
 	// BytesOut counts the bytes of every frame sent.
 	BytesOut atomic.Uint64
-	// DeadLettered counts envelopes the writer gave up on, by reason.
-	DeadLettered [NumReasons]atomic.Uint64
 	// Heartbeats counts heartbeat frames sent on idle links.
 	Heartbeats atomic.Uint64
 	_          pad
@@ -142,7 +92,8 @@ type Config struct {
 	// Counters receives the writer's statistics. Required.
 	Counters *Counters
 	// DeadLetter is called from the writer goroutine for each envelope the
-	// writer gives up on. Required.
+	// writer gives up on, once per envelope; it is where they are counted.
+	// Required.
 	DeadLetter func(env *batch.Envelope, reason Reason)
 	// LinkDown is called from the writer goroutine when sending on the
 	// current link fails. The writer then waits for Attach; what the lost
@@ -294,7 +245,6 @@ func (w *Writer) settleAll(reason Reason) int {
 				w.skipped = w.skipped[1:] // dead-lettered already
 			} else {
 				n++
-				w.cfg.Counters.DeadLettered[reason].Add(1)
 				w.cfg.DeadLetter(&w.buf[i], reason)
 			}
 			w.buf[i] = batch.Envelope{}
@@ -633,7 +583,6 @@ func (w *Writer) add(env *batch.Envelope) error {
 		if pos > w.sentHigh {
 			w.sentHigh = pos
 			w.skipped = append(w.skipped, pos)
-			w.cfg.Counters.DeadLettered[ReasonTooLarge].Add(1)
 			w.cfg.DeadLetter(env, ReasonTooLarge)
 		}
 		return nil
@@ -734,7 +683,6 @@ func (w *Writer) sweep() {
 			if len(w.skipped) > 0 && w.skipped[0] == pos {
 				w.skipped = w.skipped[1:] // dead-lettered already
 			} else {
-				w.cfg.Counters.DeadLettered[reason].Add(1)
 				w.cfg.DeadLetter(&w.buf[i], reason)
 			}
 			w.buf[i] = batch.Envelope{}
