@@ -27,6 +27,9 @@ type attachment struct {
 // returns the function to call when the stream's handler ends. It fails
 // with ErrEndpointTerminated once the endpoint has stopped.
 func (e *Endpoint) Attach(rcv *reader.Receive, s wire.Stream, limits batch.Limits) (detach func(), err error) {
+	if e.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %s", ErrEndpointTerminated, e.address)
+	}
 	ln := &e.lanes[rcv.Lane]
 	link := &writer.Link{Stream: s, Limits: limits}
 	closed := make(chan struct{})
