@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,123 +326,6 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 		opts = append(opts, grpc.WriteBufferSize(m.o.writeBuffer))
 	}
 	return append(opts, m.o.serverOptions...)
-}
-
-// Send queues env for the process env.Target on the node at address. It
-// never takes a global lock: the endpoint for the address is looked up
-// without one, and created, dialing lazily, on first use.
-//
-// A user envelope (env.Lane LaneUser) goes to the peer's user queue; when
-// that is full the overflow policy decides: DropNewest dead-letters it and
-// returns nil, Block waits for room until ctx ends, Fail returns
-// ErrQueueFull. A system envelope goes to the system queue, which is never
-// dropped: when it is full Send waits for room, until ctx ends or the system
-// queue timeout passes, when the peer is treated as failed.
-//
-// Send copies env; env's Payload and header values must not change until
-// the envelope is delivered or dead-lettered. Send returns an error, and
-// the envelope is not queued, when:
-//   - env is nil, has no Target, an unknown Lane, a Kind other than
-//     KindNone on the user lane, or an unknown Kind: ErrInvalidEnvelope;
-//   - env can never fit in a frame under the node's limits: a string
-//     (Target, SenderAddress, SenderID, TypeName, a header key) longer than
-//     1024 bytes, distinct strings of more bytes than WithDictionaryLimits
-//     allows, or an encoding larger than WithMaxFrameBytes: ErrTooLarge;
-//     more than 64 header entries, or more distinct strings than
-//     WithDictionaryLimits allows: ErrInvalidEnvelope (see batch.Limits).
-//     The check is a few length checks. A peer that negotiated smaller
-//     limits can still make the writer dead-letter env as too large;
-//   - address is not host:port with a host and a port in [1, 65535], nor a
-//     ClientAddressPrefix address: ErrInvalidAddress, naming it (a client
-//     address that is not connected is ErrUnknownClient);
-//   - the node has a listen address and has not started: ErrNotStarted (its
-//     peers would otherwise take it for a client-only node);
-//   - the manager is closed: ErrClosed; the endpoint for address has
-//     terminated: ErrEndpointTerminated, until the reconnect policy's Max
-//     delay (Backoff.Max) has passed since, when the next Send makes a new
-//     endpoint that dials afresh;
-//   - the Manager was not made by New: ErrNotInitialized.
-func (m *Manager) Send(ctx context.Context, address string, env *Envelope) error {
-	if !m.initialized() {
-		return ErrNotInitialized
-	}
-	if env == nil {
-		return fmt.Errorf("%w: nil envelope", ErrInvalidEnvelope)
-	}
-	if env.Target == "" || env.Lane > batch.LaneSystem {
-		return fmt.Errorf("%w: target %q lane %d", ErrInvalidEnvelope, env.Target, env.Lane)
-	}
-	if env.Lane == batch.LaneUser && env.Kind != batch.KindNone {
-		return fmt.Errorf("%w: kind %v on the user lane (system kinds travel on batch.LaneSystem)", ErrInvalidEnvelope, env.Kind)
-	}
-	if env.Kind > batch.KindStop {
-		// The peer refuses a kind it does not know; the system lane would
-		// resend it after every reconnect.
-		return fmt.Errorf("%w: unknown system kind %d", ErrInvalidEnvelope, env.Kind)
-	}
-	if err := checkEnvelope(&m.o.limits, env); err != nil {
-		return err
-	}
-	if m.o.listen != "" && !m.listening.Load() {
-		// Its peers would record it as client-only, and keep it so.
-		if m.closed.Load() {
-			return ErrClosed
-		}
-		return fmt.Errorf("%w: a node with a listen address sends once it has started", ErrNotStarted)
-	}
-	ep, err := m.endpoint(address)
-	if err != nil {
-		return err
-	}
-	if env.Lane == batch.LaneSystem && env.Kind != batch.KindNone {
-		return m.sendSystem(ctx, ep, address, env)
-	}
-	return send(ctx, ep, env)
-}
-
-// send queues env on ep. An endpoint that refuses it because the node is
-// closing says so with its own sentinel.
-func send(ctx context.Context, ep *peer.Endpoint, env *Envelope) error {
-	err := ep.Send(ctx, env)
-	if err != nil && errors.Is(err, peer.ErrClosed) {
-		return ErrClosed
-	}
-	return err
-}
-
-// endpoint returns the endpoint for address, creating it on first use.
-func (m *Manager) endpoint(address string) (*peer.Endpoint, error) {
-	if v, ok := m.endpoints.Load(address); ok {
-		ep := v.(*peer.Endpoint)
-		if !ep.Replaceable(m.o.reconnect.Max) {
-			return ep, nil
-		}
-	}
-	if strings.HasPrefix(address, ClientAddressPrefix) {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownClient, address)
-	}
-	if err := checkAddress(address); err != nil {
-		return nil, err
-	}
-	return m.newEndpoint(address, false)
-}
-
-// newEndpoint creates and starts the endpoint for address, unless another
-// goroutine got there first or the manager is closing.
-func (m *Manager) newEndpoint(address string, clientOnly bool) (*peer.Endpoint, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed.Load() {
-		return nil, ErrClosed
-	}
-	if v, ok := m.endpoints.Load(address); ok {
-		ep := v.(*peer.Endpoint)
-		if !ep.Replaceable(m.o.reconnect.Max) {
-			return ep, nil
-		}
-		m.endpoints.CompareAndDelete(address, ep)
-	}
-	return m.startEndpoint(address, clientOnly)
 }
 
 // Subscribe calls f for every event from now on, from one goroutine, in
