@@ -297,6 +297,7 @@ func (m *Manager) advertised() string {
 	return m.addr
 }
 
+// serverOptions are the options of the node's gRPC server.
 func (m *Manager) serverOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		// Close returns only after every inbound stream's handler has
@@ -316,16 +317,25 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 	if m.o.serverCreds != nil {
 		opts = append(opts, grpc.Creds(m.o.serverCreds))
 	}
-	if m.o.streamWindow > 0 {
-		opts = append(opts, grpc.InitialWindowSize(m.o.streamWindow), grpc.InitialConnWindowSize(m.o.connWindow))
-	}
-	if m.o.readBuffer > 0 {
-		opts = append(opts, grpc.ReadBufferSize(m.o.readBuffer))
-	}
-	if m.o.writeBuffer > 0 {
-		opts = append(opts, grpc.WriteBufferSize(m.o.writeBuffer))
-	}
+	opts = append(opts, transportOptions(&m.o, grpc.InitialWindowSize, grpc.InitialConnWindowSize,
+		grpc.ReadBufferSize, grpc.WriteBufferSize)...)
 	return append(opts, m.o.serverOptions...)
+}
+
+// transportOptions are the flow-control windows and socket buffers that
+// are set, as server or dial options made by the given gRPC functions.
+func transportOptions[T any](o *options, streamWindow, connWindow func(int32) T, readBuffer, writeBuffer func(int) T) []T {
+	var opts []T
+	if o.streamWindow > 0 {
+		opts = append(opts, streamWindow(o.streamWindow), connWindow(o.connWindow))
+	}
+	if o.readBuffer > 0 {
+		opts = append(opts, readBuffer(o.readBuffer))
+	}
+	if o.writeBuffer > 0 {
+		opts = append(opts, writeBuffer(o.writeBuffer))
+	}
+	return opts
 }
 
 // Subscribe calls f for every event from now on, from one goroutine, in

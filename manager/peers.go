@@ -302,14 +302,7 @@ func (m *Manager) dialOptions() []grpc.DialOption {
 			grpc.MaxCallSendMsgSize(m.o.limits.MaxFrameBytes+1024),
 		),
 	}
-	if m.o.streamWindow > 0 {
-		opts = append(opts, grpc.WithInitialWindowSize(m.o.streamWindow), grpc.WithInitialConnWindowSize(m.o.connWindow))
-	}
-	if m.o.readBuffer > 0 {
-		opts = append(opts, grpc.WithReadBufferSize(m.o.readBuffer))
-	}
-	if m.o.writeBuffer > 0 {
-		opts = append(opts, grpc.WithWriteBufferSize(m.o.writeBuffer))
-	}
+	opts = append(opts, transportOptions(&m.o, grpc.WithInitialWindowSize, grpc.WithInitialConnWindowSize,
+		grpc.WithReadBufferSize, grpc.WithWriteBufferSize)...)
 	return append(opts, m.o.dialOptions...)
 }

@@ -24,22 +24,17 @@ const (
 	Fail
 )
 
-// State is an endpoint's connection state.
+// State is where an endpoint's connection stands; manager.State names the
+// same states for users.
 type State uint8
 
-// Endpoint states.
+// Endpoint states, in manager.State's order.
 const (
-	// StateConnecting: dialing or handshaking for the first time.
-	StateConnecting State = iota
-	// StateConnected: streams up, envelopes flowing.
-	StateConnected
-	// StateReconnecting: the connection failed; waiting to retry.
-	StateReconnecting
-	// StateTerminated: given up for good.
-	StateTerminated
-	// StateWaiting: a client-only peer's endpoint, waiting for the peer to
-	// open its streams (again).
-	StateWaiting
+	StateConnecting   State = iota // before the first connection is up
+	StateConnected                 // both streams up
+	StateReconnecting              // between attempts, by the policy
+	StateTerminated                // gave up; nothing more is queued
+	StateWaiting                   // client-only, no stream from the peer yet or any more
 )
 
 // Reconnect is the reconnect policy: how long to wait before each attempt

@@ -31,21 +31,30 @@ func balanced(s LaneStats) bool {
 	return s.Enqueued == s.Acked+dead+uint64(s.Queued)
 }
 
-// TestReconnectResendsUnacknowledged: a lost connection is dialed again
-// after the policy's first delay, not before, and what the peer had not
-// acknowledged is sent again and delivered once.
-func TestReconnectResendsUnacknowledged(t *testing.T) {
-	r := newRemote("b", 1)
+// deliveredUnacknowledged connects an endpoint to r, which acknowledges
+// nothing, and sends it k user envelopes; it returns once r has delivered
+// them, with their targets.
+func deliveredUnacknowledged(t *testing.T, r *remote, k int) (*harness, *network, []string) {
+	t.Helper()
 	r.noAck.Store(true)
 	n := newNetwork(t, r)
 	h := newHarness(t, n, nil)
 	h.run()
 	h.waitEvent("connected", kind(EventConnected))
-	want := targets("u", 10)
-	for _, tg := range want {
+	sent := targets("u", k)
+	for _, tg := range sent {
 		h.send(tg)
 	}
-	testutil.Eventually(t, "10 deliveries", patience, func() bool { return len(r.delivered(batch.LaneUser)) == 10 })
+	testutil.Eventually(t, "the deliveries", patience, func() bool { return len(r.delivered(batch.LaneUser)) == k })
+	return h, n, sent
+}
+
+// TestReconnectResendsUnacknowledged: a lost connection is dialed again
+// after the policy's first delay, not before, and what the peer had not
+// acknowledged is sent again and delivered once.
+func TestReconnectResendsUnacknowledged(t *testing.T) {
+	r := newRemote("b", 1)
+	h, n, want := deliveredUnacknowledged(t, r, 10)
 	if s := userStats(h); s.Acked != 0 || s.Queued != 10 {
 		t.Fatalf("unacknowledged envelopes left the queue: %+v", s)
 	}
@@ -161,17 +170,7 @@ func TestRefusedUnavailableRetries(t *testing.T) {
 // ReasonPeerRestarted and never handed to the new one, which gets what is
 // sent from then on.
 func TestNewIncarnationSettles(t *testing.T) {
-	old := newRemote("b", 1)
-	old.noAck.Store(true)
-	n := newNetwork(t, old)
-	h := newHarness(t, n, nil)
-	h.run()
-	h.waitEvent("connected", kind(EventConnected))
-	owed := targets("u", 5)
-	for _, tg := range owed {
-		h.send(tg)
-	}
-	testutil.Eventually(t, "5 deliveries to the old incarnation", patience, func() bool { return len(old.delivered(batch.LaneUser)) == 5 })
+	h, n, owed := deliveredUnacknowledged(t, newRemote("b", 1), 5)
 
 	restarted := newRemote("b", 2)
 	n.use(restarted)
