@@ -6,8 +6,8 @@ import (
 	"sync"
 
 	"github.com/courier-go/courier/internal/wire"
+	"github.com/courier-go/courier/peer"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
-	"github.com/courier-go/courier/writer"
 )
 
 // WithBlockList sets the system ids the node refuses from the start; see
@@ -53,9 +53,9 @@ func (m *Manager) Block(systemID string) {
 	m.killStreams(systemID)
 	// Outbound: the endpoints of the system fail.
 	m.endpoints.Range(func(_, v any) bool {
-		ep := v.(*endpoint)
-		if p := ep.peer.Load(); p != nil && p.SystemID == systemID {
-			ep.terminate(writer.ReasonBlocked, fmt.Errorf("%w: %s", ErrBlocked, systemID))
+		ep := v.(*peer.Endpoint)
+		if p, ok := ep.Peer(); ok && p.SystemID == systemID {
+			ep.Terminate(peer.ReasonBlocked, fmt.Errorf("%w: %s", ErrBlocked, systemID))
 		}
 		return true
 	})

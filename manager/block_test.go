@@ -93,7 +93,7 @@ func TestBlockLive(t *testing.T) {
 	a.mu.Lock()
 	atBlock := len(a.user) + len(a.sys)
 	a.mu.Unlock()
-	if s := State(ep.state.Load()); s != StateTerminated {
+	if s := states[ep.State()]; s != StateTerminated {
 		t.Errorf("endpoint to the blocked peer is %v", s)
 	}
 	checkTerminated(t, a, b.proxy.Addr(), AddressTerminated, func() { endpointEnded(t, ep) })

@@ -3,6 +3,21 @@
 // inbound envelopes to its Handler, and reports events, statistics and dead
 // letters.
 //
+// # Stage
+//
+// manager is the last stage of the pipeline, above package peer. It owns
+// what concerns the node as a whole: the options and their validation, the
+// listener and the inbound streams' handshake decisions (reader serves
+// them), the endpoint table, events, dead letters and the statistics'
+// aggregation, the block list, quarantine, watches and their Terminated
+// envelopes, and the diagnostics and spawn calls. Everything about one
+// remote node (its lanes, rings and writers, dialing, handshake, reconnect
+// and backoff, heartbeats, settling, client-only serving, its counters) is
+// a peer.Endpoint's, to which the Manager hands itself as callbacks. The
+// dead-letter reasons and the errors decided there are re-exported here
+// (DeadLetterReason, ErrQueueFull, ErrEndpointTerminated, ...), so that a
+// user imports this package alone.
+//
 // # Sending
 //
 // Send looks the endpoint up without a global lock, creating it (and

@@ -3,16 +3,15 @@ package manager
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"sync"
 
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/internal/wire"
+	"github.com/courier-go/courier/peer"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/reader"
-	"github.com/courier-go/courier/writer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -77,7 +76,7 @@ func (m *Manager) abandonedStream(h *courierv1.Hello) { m.live.release(h.GetSyst
 func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courierv1.Welcome, s wire.Stream) (*reader.Accepted, error) {
 	lane, _ := wire.LaneFromProto(h.GetLane())
 	peer := Peer{SystemID: h.GetSystemId(), Address: h.GetAddress(), Incarnation: h.GetIncarnation()}
-	acc := &reader.Accepted{Receive: reader.Receive{Peer: peer, Logger: m.log}}
+	acc := &reader.Accepted{Receive: reader.Receive{Peer: peer, Lane: lane, Logger: m.log}}
 	forget := m.track(peer, acc)
 	if peer.Address != "" {
 		in := m.bindReceive(&acc.Receive, peer, lane)
@@ -105,22 +104,15 @@ func (m *Manager) acceptStream(_ context.Context, h *courierv1.Hello, w *courier
 		forget()
 		return nil, err
 	}
-	ln := &ep.lanes[lane]
-	link := &writer.Link{Stream: s, Limits: batch.LimitsFromProto(w.GetLimits(), m.o.limits)}
-	closed := make(chan struct{})
-	select {
-	case ep.attach <- attachment{lane: lane, link: link, peer: peer, closed: closed}:
-	case <-ep.ctx.Done():
+	detach, err := ep.Attach(&acc.Receive, s, batch.LimitsFromProto(w.GetLimits(), m.o.limits))
+	if err != nil {
 		forget()
-		return nil, fmt.Errorf("%w: %s", ErrEndpointTerminated, peer.Address)
+		return nil, err
 	}
-	acc.Receive.Ack = func(pos uint64) error { ln.w.AckReceived(pos); return nil }
-	acc.Receive.PeerAcked = ln.w.PeerAcked
 	report := m.streamDone(peer)
 	acc.Done = func(err error) {
 		forget()
-		close(closed)
-		ln.w.Detach(link, m.o.handshakeTimeout)
+		detach()
 		report(err)
 	}
 	return acc, nil
@@ -172,9 +164,9 @@ func (is *inboundStream) goodbye() {
 }
 
 // clientEndpoint returns the endpoint of a client-only peer, creating it.
-func (m *Manager) clientEndpoint(address string) (*endpoint, error) {
+func (m *Manager) clientEndpoint(address string) (*peer.Endpoint, error) {
 	if v, ok := m.endpoints.Load(address); ok {
-		return v.(*endpoint), nil
+		return v.(*peer.Endpoint), nil
 	}
 	return m.newEndpoint(address, true)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/courier-go/courier/internal/wire"
+	"github.com/courier-go/courier/peer"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/reader"
 	"google.golang.org/grpc/codes"
@@ -34,7 +35,7 @@ var (
 	// ErrIdle: a peer sent nothing on any of its streams for the idle
 	// timeout, and they were closed; or a client-only peer had no stream
 	// for that long, and its endpoint ended.
-	ErrIdle = errors.New("manager: peer idle")
+	ErrIdle = peer.ErrIdle
 )
 
 // WithMaxInboundConnections bounds the connections the node's listener

@@ -315,12 +315,13 @@ func TestIdleTimeoutSparesQuietPeers(t *testing.T) {
 		streams = streamsFrom(b, a.SystemID())
 		return len(streams) == 2
 	})
-	replies := &endpointOf(t, a, b.Addr()).lanes[batch.LaneSystem].rc.Frames
+	ep := endpointOf(t, a, b.Addr())
+	replies := func() uint64 { return ep.Stats().ControlFrames }
 	t0 := time.Now()
 	b.closeIdle(t0)
 	for i := 1; i <= 6; i++ {
-		n := replies.Load()
-		testutil.Eventually(t, "a heartbeat answered", 10*time.Second, func() bool { return replies.Load() != n })
+		n := replies()
+		testutil.Eventually(t, "a heartbeat answered", 10*time.Second, func() bool { return replies() != n })
 		b.closeIdle(t0.Add(time.Duration(i) * idle / 2))
 	}
 	if n := killed(streams); n != 0 {

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/internal/wire"
+	"github.com/courier-go/courier/peer"
 	"github.com/courier-go/courier/proto/courier/v1/transportv1"
 	"github.com/courier-go/courier/reader"
 	"google.golang.org/grpc"
@@ -35,9 +35,9 @@ var (
 	// ErrAlreadyStarted: Start was called twice.
 	ErrAlreadyStarted = errors.New("manager: already started")
 	// ErrQueueFull: the user queue is full and the overflow policy is Fail.
-	ErrQueueFull = errors.New("manager: queue full")
+	ErrQueueFull = peer.ErrQueueFull
 	// ErrTooLarge: the envelope can never fit in a frame.
-	ErrTooLarge = errors.New("manager: envelope too large")
+	ErrTooLarge = peer.ErrTooLarge
 	// ErrInvalidEnvelope: the envelope is nil, has no target, an unknown
 	// lane, a system kind on the user lane, or more header entries or
 	// distinct strings than a frame's limits allow.
@@ -51,14 +51,14 @@ var (
 	ErrNotInitialized = errors.New("manager: not initialized (create the Manager with New)")
 	// ErrEndpointTerminated: the endpoint for the address gave up; sends
 	// are refused until it is replaced (see Send).
-	ErrEndpointTerminated = errors.New("manager: endpoint terminated")
+	ErrEndpointTerminated = peer.ErrEndpointTerminated
 	// ErrSystemQueueFull: the peer left the system queue full; it is
 	// treated as failed.
-	ErrSystemQueueFull = errors.New("manager: system queue full, peer failed")
+	ErrSystemQueueFull = peer.ErrSystemQueueFull
 	// ErrPeerSilent: nothing came back on the control stream, not even a
 	// heartbeat reply, for the heartbeat timeout; the connection is
 	// dropped and dialed again.
-	ErrPeerSilent = errors.New("manager: peer silent")
+	ErrPeerSilent = peer.ErrPeerSilent
 	// ErrUnknownClient: the address names a client-only peer that is not
 	// connected.
 	ErrUnknownClient = errors.New("manager: unknown client-only peer")
@@ -124,9 +124,9 @@ type Manager struct {
 	incarnation uint64
 	log         *slog.Logger
 
-	endpoints sync.Map // address → *endpoint
+	endpoints sync.Map // address → *peer.Endpoint
 	// lastEndpoint is the endpoint a Send found last, tried before the map.
-	lastEndpoint atomic.Pointer[endpoint]
+	lastEndpoint atomic.Pointer[peer.Endpoint]
 	inbound      sync.Map // peerKey → *inboundPeer
 	watched      watches
 	live         liveStreams // accepted streams, for Block, the limits and the idle watchdog
@@ -299,6 +299,7 @@ func (m *Manager) advertised() string {
 	return m.addr
 }
 
+// serverOptions are the options of the node's gRPC server.
 func (m *Manager) serverOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		// Close returns only after every inbound stream's handler has
@@ -318,137 +319,25 @@ func (m *Manager) serverOptions() []grpc.ServerOption {
 	if m.o.serverCreds != nil {
 		opts = append(opts, grpc.Creds(m.o.serverCreds))
 	}
-	if m.o.streamWindow > 0 {
-		opts = append(opts, grpc.InitialWindowSize(m.o.streamWindow), grpc.InitialConnWindowSize(m.o.connWindow))
-	}
-	if m.o.readBuffer > 0 {
-		opts = append(opts, grpc.ReadBufferSize(m.o.readBuffer))
-	}
-	if m.o.writeBuffer > 0 {
-		opts = append(opts, grpc.WriteBufferSize(m.o.writeBuffer))
-	}
+	opts = append(opts, transportOptions(&m.o, grpc.InitialWindowSize, grpc.InitialConnWindowSize,
+		grpc.ReadBufferSize, grpc.WriteBufferSize)...)
 	return append(opts, m.o.serverOptions...)
 }
 
-// Send queues env for the process env.Target on the node at address. It
-// never takes a global lock: the endpoint for the address is looked up
-// without one, and created, dialing lazily, on first use.
-//
-// A user envelope (env.Lane LaneUser) goes to the peer's user queue; when
-// that is full the overflow policy decides: DropNewest dead-letters it and
-// returns nil, Block waits for room until ctx ends, Fail returns
-// ErrQueueFull. A system envelope goes to the system queue, which is never
-// dropped: when it is full Send waits for room, until ctx ends or the system
-// queue timeout passes, when the peer is treated as failed.
-//
-// Send copies env; env's Payload and header values must not change until
-// the envelope is delivered or dead-lettered. Send returns an error, and
-// the envelope is not queued, when:
-//   - env is nil, has no Target, an unknown Lane, a Kind other than
-//     KindNone on the user lane, or an unknown Kind: ErrInvalidEnvelope;
-//   - env can never fit in a frame under the node's limits: a string
-//     (Target, SenderAddress, SenderID, TypeName, a header key) longer than
-//     1024 bytes, distinct strings of more bytes than WithDictionaryLimits
-//     allows, or an encoding larger than WithMaxFrameBytes: ErrTooLarge;
-//     more than 64 header entries, or more distinct strings than
-//     WithDictionaryLimits allows: ErrInvalidEnvelope (see batch.Limits).
-//     The check is a few length checks. A peer that negotiated smaller
-//     limits can still make the writer dead-letter env as too large;
-//   - address is not host:port with a host and a port in [1, 65535], nor a
-//     ClientAddressPrefix address: ErrInvalidAddress, naming it (a client
-//     address that is not connected is ErrUnknownClient);
-//   - the node has a listen address and has not started: ErrNotStarted (its
-//     peers would otherwise take it for a client-only node);
-//   - the manager is closed: ErrClosed; the endpoint for address has
-//     terminated: ErrEndpointTerminated, until the reconnect policy's Max
-//     delay (Backoff.Max) has passed since, when the next Send makes a new
-//     endpoint that dials afresh;
-//   - the Manager was not made by New: ErrNotInitialized.
-func (m *Manager) Send(ctx context.Context, address string, env *Envelope) error {
-	if !m.initialized() {
-		return ErrNotInitialized
+// transportOptions are the flow-control windows and socket buffers that
+// are set, as server or dial options made by the given gRPC functions.
+func transportOptions[T any](o *options, streamWindow, connWindow func(int32) T, readBuffer, writeBuffer func(int) T) []T {
+	var opts []T
+	if o.streamWindow > 0 {
+		opts = append(opts, streamWindow(o.streamWindow), connWindow(o.connWindow))
 	}
-	if env == nil {
-		return fmt.Errorf("%w: nil envelope", ErrInvalidEnvelope)
+	if o.readBuffer > 0 {
+		opts = append(opts, readBuffer(o.readBuffer))
 	}
-	if env.Target == "" || env.Lane > batch.LaneSystem {
-		return fmt.Errorf("%w: target %q lane %d", ErrInvalidEnvelope, env.Target, env.Lane)
+	if o.writeBuffer > 0 {
+		opts = append(opts, writeBuffer(o.writeBuffer))
 	}
-	if env.Lane == batch.LaneUser && env.Kind != batch.KindNone {
-		return fmt.Errorf("%w: kind %v on the user lane (system kinds travel on batch.LaneSystem)", ErrInvalidEnvelope, env.Kind)
-	}
-	if env.Kind > batch.KindStop {
-		// The peer refuses a kind it does not know; the system lane would
-		// resend it after every reconnect.
-		return fmt.Errorf("%w: unknown system kind %d", ErrInvalidEnvelope, env.Kind)
-	}
-	if err := checkEnvelope(&m.o.limits, env); err != nil {
-		return err
-	}
-	if m.o.listen != "" && !m.listening.Load() {
-		// Its peers would record it as client-only, and keep it so.
-		if m.closed.Load() {
-			return ErrClosed
-		}
-		return fmt.Errorf("%w: a node with a listen address sends once it has started", ErrNotStarted)
-	}
-	ep, err := m.endpoint(address)
-	if err != nil {
-		return err
-	}
-	if env.Lane == batch.LaneSystem && env.Kind != batch.KindNone {
-		return m.sendSystem(ctx, ep, address, env)
-	}
-	return ep.send(ctx, env)
-}
-
-// endpoint returns the endpoint for address, creating it on first use.
-func (m *Manager) endpoint(address string) (*endpoint, error) {
-	if ep := m.lastEndpoint.Load(); ep != nil && ep.address == address && State(ep.state.Load()) != StateTerminated {
-		return ep, nil // a sender to one peer, the common case: no map lookup
-	}
-	if v, ok := m.endpoints.Load(address); ok {
-		ep := v.(*endpoint)
-		if !ep.replaceable() {
-			m.lastEndpoint.Store(ep)
-			return ep, nil
-		}
-	}
-	if strings.HasPrefix(address, ClientAddressPrefix) {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownClient, address)
-	}
-	if err := checkAddress(address); err != nil {
-		return nil, err
-	}
-	return m.newEndpoint(address, false)
-}
-
-// newEndpoint creates and starts the endpoint for address, unless another
-// goroutine got there first or the manager is closing.
-func (m *Manager) newEndpoint(address string, clientOnly bool) (*endpoint, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed.Load() {
-		return nil, ErrClosed
-	}
-	if v, ok := m.endpoints.Load(address); ok {
-		ep := v.(*endpoint)
-		if !ep.replaceable() {
-			return ep, nil
-		}
-		m.endpoints.CompareAndDelete(address, ep)
-	}
-	ep, err := newEndpoint(m, address, clientOnly)
-	if err != nil {
-		return nil, err
-	}
-	m.endpoints.Store(address, ep)
-	m.epWG.Add(1)
-	go func() {
-		defer m.epWG.Done()
-		ep.run()
-	}()
-	return ep, nil
+	return opts
 }
 
 // Subscribe calls f for every event from now on, from one goroutine, in
@@ -487,7 +376,7 @@ func (m *Manager) Stats(address string) (EndpointStats, bool) {
 	if !ok {
 		return EndpointStats{}, false
 	}
-	return v.(*endpoint).stats(), true
+	return endpointStats(v.(*peer.Endpoint)), true
 }
 
 // AllStats returns a snapshot of every endpoint's statistics.
@@ -497,7 +386,7 @@ func (m *Manager) AllStats() []EndpointStats {
 	}
 	var all []EndpointStats
 	m.endpoints.Range(func(_, v any) bool {
-		all = append(all, v.(*endpoint).stats())
+		all = append(all, endpointStats(v.(*peer.Endpoint)))
 		return true
 	})
 	return all
@@ -541,12 +430,8 @@ func (m *Manager) Close(ctx context.Context) error {
 	// Flush every endpoint at once, within ctx.
 	var wg sync.WaitGroup
 	m.endpoints.Range(func(_, v any) bool {
-		ep := v.(*endpoint)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ep.close(ctx)
-		}()
+		ep := v.(*peer.Endpoint)
+		wg.Go(func() { ep.Close(ctx) })
 		return true
 	})
 	wg.Wait()

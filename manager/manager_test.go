@@ -11,6 +11,7 @@ import (
 
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/internal/testutil"
+	"github.com/courier-go/courier/peer"
 )
 
 // patience bounds the waits of the manager's tests: far longer than any of
@@ -185,24 +186,24 @@ func quiet(t *testing.T, m *Manager, address string) EndpointStats {
 }
 
 // endpointOf returns m's endpoint for address.
-func endpointOf(t *testing.T, m *Manager, address string) *endpoint {
+func endpointOf(t *testing.T, m *Manager, address string) *peer.Endpoint {
 	t.Helper()
 	v, ok := m.endpoints.Load(address)
 	if !ok {
 		t.Fatalf("no endpoint for %s", address)
 	}
-	return v.(*endpoint)
+	return v.(*peer.Endpoint)
 }
 
 // endpointEnded waits for ep's goroutine to return. A terminated endpoint
 // has settled with its peer by then (dead letters, quarantine, watchers
 // told Terminated), and dials no more.
-func endpointEnded(t *testing.T, ep *endpoint) {
+func endpointEnded(t *testing.T, ep *peer.Endpoint) {
 	t.Helper()
 	select {
-	case <-ep.done:
+	case <-ep.Done():
 	case <-time.After(patience):
-		t.Fatalf("the endpoint for %s (%v) still runs after %v", ep.address, State(ep.state.Load()), patience)
+		t.Fatalf("the endpoint for %s (%v) still runs after %v", ep.Address(), states[ep.State()], patience)
 	}
 }
 

@@ -4,9 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 
-	"github.com/courier-go/courier/writer"
+	"github.com/courier-go/courier/peer"
 )
 
 // State is an endpoint's connection state.
@@ -45,19 +44,19 @@ func (s State) String() string {
 }
 
 // DeadLetterReason says why an envelope was not delivered.
-type DeadLetterReason = writer.Reason
+type DeadLetterReason = peer.Reason
 
 // Dead-letter reasons.
 const (
-	ReasonQueueFull          = writer.ReasonQueueFull
-	ReasonTooLarge           = writer.ReasonTooLarge
-	ReasonEndpointTerminated = writer.ReasonEndpointTerminated
-	ReasonBlocked            = writer.ReasonBlocked
-	ReasonShutdown           = writer.ReasonShutdown
-	ReasonPeerRestarted      = writer.ReasonPeerRestarted
-	ReasonPeerShutdown       = writer.ReasonPeerShutdown
-	ReasonQuarantined        = writer.ReasonQuarantined
-	ReasonUnresolvable       = writer.ReasonUnresolvable
+	ReasonQueueFull          = peer.ReasonQueueFull
+	ReasonTooLarge           = peer.ReasonTooLarge
+	ReasonEndpointTerminated = peer.ReasonEndpointTerminated
+	ReasonBlocked            = peer.ReasonBlocked
+	ReasonShutdown           = peer.ReasonShutdown
+	ReasonPeerRestarted      = peer.ReasonPeerRestarted
+	ReasonPeerShutdown       = peer.ReasonPeerShutdown
+	ReasonQuarantined        = peer.ReasonQuarantined
+	ReasonUnresolvable       = peer.ReasonUnresolvable
 )
 
 // DeadLetter is an envelope that was not delivered.
@@ -105,7 +104,7 @@ type LaneStats struct {
 // (counts[ReasonQueueFull]). They print, and marshal to JSON, with the
 // reasons' names: "{queue full: 3, too large: 0, ...}" and
 // {"queue full":3,"too large":0,...}.
-type DeadLetterCounts [writer.NumReasons]uint64
+type DeadLetterCounts [peer.NumReasons]uint64
 
 // String returns every reason's name and count, in reason order.
 func (c DeadLetterCounts) String() string {
@@ -114,7 +113,7 @@ func (c DeadLetterCounts) String() string {
 		if r > 0 {
 			b = append(b, ", "...)
 		}
-		b = append(b, writer.Reason(r).String()...)
+		b = append(b, peer.Reason(r).String()...)
 		b = append(b, ": "...)
 		b = strconv.AppendUint(b, n, 10)
 	}
@@ -129,7 +128,7 @@ func (c DeadLetterCounts) MarshalJSON() ([]byte, error) {
 		if r > 0 {
 			b = append(b, ',')
 		}
-		name, err := json.Marshal(writer.Reason(r).String())
+		name, err := json.Marshal(peer.Reason(r).String())
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +147,7 @@ func (c *DeadLetterCounts) UnmarshalJSON(data []byte) error {
 	}
 	*c = DeadLetterCounts{}
 	for r := range c {
-		c[r] = byName[writer.Reason(r).String()]
+		c[r] = byName[peer.Reason(r).String()]
 	}
 	return nil
 }
@@ -158,7 +157,7 @@ func (c *DeadLetterCounts) UnmarshalJSON(data []byte) error {
 func (s *LaneStats) DeadLetteredAfterEnqueue() uint64 {
 	var n uint64
 	for r, c := range s.DeadLettered {
-		if writer.Reason(r) != writer.ReasonQueueFull {
+		if peer.Reason(r) != peer.ReasonQueueFull {
 			n += c
 		}
 	}
@@ -190,12 +189,4 @@ type EndpointStats struct {
 	Throttled int
 	// Reconnects counts reconnections after a failure.
 	Reconnects uint64
-}
-
-// sendCounters are a lane's producer-side counters: written by Send.
-type sendCounters struct {
-	_           [128]byte
-	refused     atomic.Uint64
-	droppedFull atomic.Uint64
-	_           [128]byte
 }

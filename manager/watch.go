@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/courier-go/courier/batch"
+	"github.com/courier-go/courier/peer"
 	"github.com/courier-go/courier/reader"
 )
 
@@ -58,7 +59,7 @@ func (m *Manager) Watches(address string) int {
 }
 
 // sendSystem does the watch bookkeeping of a system envelope and queues it.
-func (m *Manager) sendSystem(ctx context.Context, ep *endpoint, address string, env *Envelope) error {
+func (m *Manager) sendSystem(ctx context.Context, ep *peer.Endpoint, address string, env *Envelope) error {
 	k := watchKey{watcher: env.SenderID, target: env.Target}
 	switch env.Kind {
 	case batch.KindWatch:
@@ -66,7 +67,7 @@ func (m *Manager) sendSystem(ctx context.Context, ep *endpoint, address string, 
 			return fmt.Errorf("%w: a watch needs a watcher (SenderID)", ErrInvalidEnvelope)
 		}
 		m.watched.add(address, k)
-		err := ep.send(ctx, env)
+		err := send(ctx, ep, env)
 		if err != nil {
 			m.watched.remove(address, k)
 		}
@@ -77,10 +78,10 @@ func (m *Manager) sendSystem(ctx context.Context, ep *endpoint, address string, 
 		// Stamp where the user lane stands, so that the peer holds this
 		// back until it has delivered everything sent to it before.
 		e := *env
-		e.DataPosition = ep.lanes[batch.LaneUser].ring.Pushed()
-		return ep.send(ctx, &e)
+		e.DataPosition = ep.DataPosition()
+		return send(ctx, ep, &e)
 	}
-	return ep.send(ctx, env)
+	return send(ctx, ep, env)
 }
 
 type watchKey struct{ watcher, target string }

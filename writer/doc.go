@@ -32,6 +32,11 @@
 //     allocates nothing; per frame it takes a pooled buffer that gRPC
 //     returns once it has written it.
 //
+// The writer decides two dead-letter reasons (ReasonTooLarge and
+// ReasonShutdown); every other reason is its caller's (package peer, which
+// numbers them all), handed to Terminate or Settle and passed back to
+// DeadLetter unchanged. DeadLetter is where the caller counts them.
+//
 // One lane's writer never waits for the other's: the system lane has its
 // own ring, writer and stream, so a user stream blocked by HTTP/2 flow
 // control cannot delay it.

@@ -3,82 +3,32 @@ package writer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/internal/wire"
-	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/ring"
 )
 
-// Reason says why an envelope was dead-lettered instead of delivered.
+// Reason says why the writer gave up on an envelope. Reasons are numbered
+// by the stage above the writer (package peer, whose Reason names them all
+// and keeps these two at their values): the writer decides ReasonTooLarge
+// and ReasonShutdown itself, and hands DeadLetter back whatever reason it
+// was given in Terminate or Settle.
 type Reason uint8
 
-// Dead-letter reasons.
+// The reasons the writer decides.
 const (
-	// ReasonQueueFull: the lane's queue was full and the overflow policy
-	// dropped the envelope.
-	ReasonQueueFull Reason = iota
 	// ReasonTooLarge: the envelope does not fit in a frame under the limits
 	// negotiated with the peer.
-	ReasonTooLarge
-	// ReasonEndpointTerminated: the endpoint failed for good (the peer is
-	// unreachable or gone) before the envelope was delivered.
-	ReasonEndpointTerminated
-	// ReasonBlocked: the peer's system id is on the block list.
-	ReasonBlocked
-	// ReasonShutdown: the node closed before the envelope was delivered.
-	ReasonShutdown
-	// ReasonPeerRestarted: the peer came back as a new incarnation before
-	// it acknowledged the envelope; what was meant for the old one is not
-	// handed to the new one.
-	ReasonPeerRestarted
-	// ReasonPeerShutdown: the peer shut down cleanly (it said goodbye)
-	// before it acknowledged the envelope, and did not come back on its
-	// address within the shutdown grace. A closing peer acknowledges what
-	// it delivered before its goodbye, so the envelope was not delivered
-	// unless that acknowledgement was lost on the way.
-	ReasonPeerShutdown
-	// ReasonQuarantined: the peer refuses this node's incarnation for good
-	// (it gave up on it), or this node gave up on the peer's.
-	ReasonQuarantined
-	// ReasonUnresolvable: the endpoint's host name does not resolve: the
-	// resolver says no such host.
-	ReasonUnresolvable
-
-	// NumReasons is the number of reasons, for arrays indexed by Reason.
-	NumReasons = iota
+	ReasonTooLarge Reason = 1
+	// ReasonShutdown: the writer was stopped, and its deadline passed,
+	// before the envelope was delivered.
+	ReasonShutdown Reason = 4
 )
-
-// String returns the reason as the documentation words it.
-func (r Reason) String() string {
-	switch r {
-	case ReasonQueueFull:
-		return "queue full"
-	case ReasonTooLarge:
-		return "too large"
-	case ReasonEndpointTerminated:
-		return "endpoint terminated"
-	case ReasonBlocked:
-		return "blocked"
-	case ReasonShutdown:
-		return "shutdown"
-	case ReasonPeerRestarted:
-		return "peer restarted"
-	case ReasonPeerShutdown:
-		return "peer shut down"
-	case ReasonQuarantined:
-		return "quarantined"
-	case ReasonUnresolvable:
-		return "unresolvable host"
-	}
-	return fmt.Sprintf("reason(%d)", uint8(r))
-}
 
 // ErrStopped is returned by Attach once the writer is stopping.
 var ErrStopped = errors.New("writer: stopped")
@@ -101,8 +51,6 @@ type Counters struct {
 	Batches atomic.Uint64
 	// BytesOut counts the bytes of every frame sent.
 	BytesOut atomic.Uint64
-	// DeadLettered counts envelopes the writer gave up on, by reason.
-	DeadLettered [NumReasons]atomic.Uint64
 	// Heartbeats counts heartbeat frames sent on idle links.
 	Heartbeats atomic.Uint64
 	// Sheds counts the times an idle lane gave its memory back
@@ -145,7 +93,8 @@ type Config struct {
 	// Counters receives the writer's statistics. Required.
 	Counters *Counters
 	// DeadLetter is called from the writer goroutine for each envelope the
-	// writer gives up on. Required.
+	// writer gives up on, once per envelope; it is where they are counted.
+	// Required.
 	DeadLetter func(env *batch.Envelope, reason Reason)
 	// LinkDown is called from the writer goroutine when sending on the
 	// current link fails. The writer then waits for Attach; what the lost
@@ -408,390 +357,4 @@ func (w *Writer) stopping() bool {
 	default:
 		return false
 	}
-}
-
-func (w *Writer) run() {
-	defer close(w.done)
-	defer w.sweep()
-	for w.ctx.Err() == nil {
-		select {
-		case l := <-w.attach:
-			w.use(l)
-		case req := <-w.detach:
-			if req.link == w.link {
-				w.link, w.enc = nil, nil
-				w.cfg.Ring.Rewind()
-			}
-			close(req.done)
-		case req := <-w.settle:
-			req.done <- w.settleAll(req.reason)
-		default:
-		}
-		w.releaseAcked()
-		if w.link != nil {
-			if err := w.sendAck(); err != nil {
-				w.lost(err)
-				continue
-			}
-			if w.cfg.Ring.Ready() {
-				w.worked = true
-				if err := w.send(); err != nil {
-					w.lost(err)
-				}
-				continue
-			}
-		}
-		if w.stopping() && w.cfg.Ring.Drained() && w.cfg.Ring.Retained() == 0 {
-			return // everything delivered
-		}
-		w.park()
-	}
-}
-
-// park waits until there is something to do.
-func (w *Writer) park() {
-	ready := func() bool {
-		return (w.link != nil && w.cfg.Ring.Ready()) ||
-			len(w.attach) > 0 || len(w.detach) > 0 || len(w.settle) > 0 ||
-			w.peerAcked.Load() > w.released ||
-			(w.link != nil && w.ackDue.Load() > w.ackSent) ||
-			(w.stopping() && w.cfg.Ring.Drained() && w.cfg.Ring.Retained() == 0)
-	}
-	now := time.Now()
-	if w.worked {
-		w.worked, w.quietSince = false, now
-	}
-	beat := w.cfg.Heartbeat > 0 && w.link != nil
-	holding := w.cfg.IdleRelease > 0 && w.holding()
-	var d time.Duration
-	switch {
-	case beat && holding:
-		d = min(w.cfg.Heartbeat, w.quietSince.Add(w.cfg.IdleRelease).Sub(now))
-	case beat:
-		d = w.cfg.Heartbeat
-	case holding:
-		d = w.quietSince.Add(w.cfg.IdleRelease).Sub(now)
-	default:
-		_ = w.bell.Wait(w.ctx, ready)
-		return
-	}
-	if holding && d <= 0 {
-		w.shed()
-		return
-	}
-	if w.beat == nil {
-		w.beat = time.NewTimer(d)
-	} else {
-		w.beat.Reset(d)
-	}
-	start := time.Now()
-	timedOut, _ := w.bell.WaitTimer(w.ctx, w.beat.C, ready)
-	w.beat.Stop()
-	if timedOut && beat && (!holding || time.Since(start) >= w.cfg.Heartbeat) {
-		if err := w.sendHeartbeat(); err != nil {
-			w.lost(err)
-		}
-	}
-}
-
-// holding reports whether the lane holds memory that shed would free.
-func (w *Writer) holding() bool { return w.cfg.Ring.Holding() }
-
-// shed frees what an idle lane holds, if it is idle still: nothing in the
-// ring, nothing retained for acknowledgement.
-func (w *Writer) shed() {
-	r := w.cfg.Ring
-	if r.Len() != 0 || r.Retained() != 0 {
-		w.quietSince = time.Now() // not idle after all: wait a full period again
-		return
-	}
-	if r.Shed() {
-		w.cfg.Counters.Sheds.Add(1)
-	}
-	if w.enc != nil {
-		w.enc.Shed()
-	}
-	w.quietSince = time.Now()
-}
-
-// sendHeartbeat tells the peer this node is alive on a link that has been
-// idle for the heartbeat interval.
-func (w *Writer) sendHeartbeat() error {
-	buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{
-		Heartbeat: &courierv1.Heartbeat{Nanos: uint64(time.Since(epoch))},
-	}})
-	if err != nil {
-		return err
-	}
-	if err := w.link.Stream.SendMsg(buf); err != nil {
-		return err
-	}
-	w.cfg.Counters.Heartbeats.Add(1)
-	return nil
-}
-
-// epoch is the zero of the heartbeats' monotonic clock.
-var epoch = time.Now()
-
-// use switches to a new link: a fresh encoder with the link's limits, and
-// everything not acknowledged goes out again from the oldest.
-func (w *Writer) use(l *Link) {
-	enc, err := batch.NewEncoder(batch.EncoderConfig{
-		Limits:            l.Limits,
-		MaxEnvelopes:      w.maxEnv,
-		MaxBytes:          w.cfg.MaxBytes,
-		Compress:          w.cfg.Compress,
-		CompressThreshold: w.cfg.CompressThreshold,
-		SelfContained:     w.cfg.SelfContained,
-	})
-	if err != nil {
-		w.cfg.Logger.Error("writer: link with invalid limits", "lane", w.cfg.Lane, "err", err)
-		if w.cfg.LinkDown != nil {
-			w.cfg.LinkDown(l, err)
-		}
-		return
-	}
-	w.link, w.enc = l, enc
-	w.cfg.Ring.Rewind()
-	w.enc.SetNextPosition(w.released + 1)
-	w.ackSent = 0
-	if w.released > 0 {
-		// Tell the peer where this lane stands: a new incarnation has seen
-		// none of the positions before, and must not wait for them (a
-		// held Terminated waits for a user-lane position).
-		if err := w.sendPosition(w.released + 1); err != nil {
-			w.lost(err)
-		}
-	}
-}
-
-// sendPosition sends an empty batch at pos: the peer takes every position
-// before it as settled.
-func (w *Writer) sendPosition(pos uint64) error {
-	buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Batch{Batch: &courierv1.Batch{Position: pos}}})
-	if err != nil {
-		return err
-	}
-	return w.link.Stream.SendMsg(buf)
-}
-
-// lost gives up the current link after a send failed.
-func (w *Writer) lost(err error) {
-	l := w.link
-	w.link, w.enc = nil, nil
-	w.cfg.Ring.Rewind()
-	w.cfg.Logger.Debug("writer: link lost", "lane", w.cfg.Lane, "err", err)
-	if w.cfg.LinkDown != nil {
-		w.cfg.LinkDown(l, err)
-	}
-}
-
-// releaseAcked frees the ring slots of acknowledged envelopes.
-func (w *Writer) releaseAcked() {
-	acked := min(w.peerAcked.Load(), w.sentHigh) // never past what was sent
-	if acked <= w.released {
-		return
-	}
-	n := acked - w.released
-	delivered := n
-	for len(w.skipped) > 0 && w.skipped[0] <= acked {
-		w.skipped = w.skipped[1:]
-		delivered--
-	}
-	w.cfg.Ring.Release(int(n))
-	w.released = acked
-	w.cfg.Counters.Acked.Add(delivered)
-	if w.cfg.Released != nil {
-		w.cfg.Released()
-	}
-}
-
-// sendAck acknowledges what the peer sent on this stream, if anything new.
-func (w *Writer) sendAck() error {
-	due := w.ackDue.Load()
-	if due <= w.ackSent {
-		return nil
-	}
-	buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: due}}})
-	if err != nil {
-		return err
-	}
-	if err := w.link.Stream.SendMsg(buf); err != nil {
-		return err
-	}
-	w.ackSent = due
-	return nil
-}
-
-// send encodes the ready envelopes, and any that arrive while a frame
-// lingers, into frames on the link, until a frame is full or no more come.
-// Envelopes are encoded where they lie in the ring, which keeps them until
-// the peer acknowledges them: the encoder numbers them in the order they
-// are added, and every envelope read is added or skipped.
-func (w *Writer) send() error {
-	r := w.cfg.Ring
-	for {
-		for env := r.Next(); env != nil; env = r.Next() {
-			if err := w.add(env); err != nil {
-				return err
-			}
-			if w.enc.Full() {
-				return w.flush()
-			}
-		}
-		if !w.moreComing() {
-			return w.flush()
-		}
-	}
-}
-
-// add adds one envelope to the frame, flushing first if it is full.
-func (w *Writer) add(env *batch.Envelope) error {
-	pos := w.enc.NextPosition()
-	err := w.enc.Add(env)
-	if errors.Is(err, batch.ErrFrameFull) {
-		if err = w.flush(); err != nil {
-			return err
-		}
-		err = w.enc.Add(env)
-	}
-	if errors.Is(err, batch.ErrEnvelopeTooLarge) {
-		// Skip the position, and tell the peer at once: it must not wait
-		// for it. Dead-letter only the first time: a resend skips quietly.
-		if err = w.flush(); err != nil {
-			return err
-		}
-		w.enc.SetNextPosition(pos + 1)
-		if err = w.sendPosition(pos + 1); err != nil {
-			return err
-		}
-		if pos > w.sentHigh {
-			w.sentHigh = pos
-			w.skipped = append(w.skipped, pos)
-			w.cfg.Counters.DeadLettered[ReasonTooLarge].Add(1)
-			w.cfg.DeadLetter(env, ReasonTooLarge)
-		}
-		return nil
-	}
-	return err
-}
-
-// flush sends the frame being built, if any. It asks the peer for an ack
-// when the writer is about to go idle, or when half the ring waits for
-// acknowledgement, so that acks cost a frame per burst.
-func (w *Writer) flush() error {
-	r := w.cfg.Ring
-	if !r.Ready() || r.Retained() >= r.Cap()/4 {
-		w.enc.RequestAck()
-	}
-	first := w.enc.NextPosition() - uint64(w.enc.Len())
-	buf, err := w.enc.Flush()
-	if err != nil || buf == nil {
-		return err
-	}
-	last := w.enc.NextPosition() - 1 // the frame carries first..last
-	size := len(buf.B)
-	if err := w.link.Stream.SendMsg(buf); err != nil {
-		return err
-	}
-	c := w.cfg.Counters
-	c.Batches.Add(1)
-	c.BytesOut.Add(uint64(size))
-	if last >= first {
-		if last > w.sentHigh {
-			fresh := last - max(first-1, w.sentHigh)
-			c.Sent.Add(fresh)
-			c.Resent.Add(last - first + 1 - fresh)
-			w.sentHigh = last
-		} else {
-			c.Resent.Add(last - first + 1)
-		}
-	}
-	return nil
-}
-
-// moreComing reports whether more envelopes are ready to join the frame
-// being built. Without a linger time it yields the processor once, so that
-// producers running on it can add to a small frame: under load frames grow,
-// and an idle lane loses a fraction of a microsecond.
-func (w *Writer) moreComing() bool {
-	if w.cfg.Linger > 0 {
-		return w.lingerForMore()
-	}
-	if w.cfg.Ring.Ready() {
-		return true
-	}
-	if w.enc.Len() >= w.yieldBelow {
-		return false
-	}
-	runtime.Gosched()
-	return w.cfg.Ring.Ready()
-}
-
-// lingerForMore waits up to the linger time for the ring to have more, and
-// reports whether it has.
-func (w *Writer) lingerForMore() bool {
-	r := w.cfg.Ring
-	if r.Ready() {
-		return true
-	}
-	if w.linger == nil {
-		w.linger = time.NewTimer(w.cfg.Linger)
-	} else {
-		w.linger.Reset(w.cfg.Linger)
-	}
-	defer w.linger.Stop()
-	for !r.Ready() {
-		timedOut, err := w.bell.WaitTimer(w.ctx, w.linger.C, r.Ready)
-		if timedOut || err != nil {
-			return r.Ready()
-		}
-	}
-	return true
-}
-
-// sweep runs as the goroutine exits. It closes the ring, and dead-letters
-// every envelope still in it, sent or not, including any whose producer was
-// still writing it when the ring closed.
-func (w *Writer) sweep() {
-	reason := ReasonShutdown
-	if a := w.abort.Load(); a != 0 {
-		reason = Reason(a - 1)
-	}
-	r := w.cfg.Ring
-	r.Close()
-	r.Rewind()
-	pos := w.released
-	for {
-		var n int
-		pos, n, _ = w.deadLetterReady(pos, reason)
-		if n > 0 {
-			continue
-		}
-		if r.Drained() {
-			return
-		}
-		_ = r.Wait(context.Background()) // a producer is finishing a push
-	}
-}
-
-// deadLetterReady dead-letters with reason every envelope ready to read,
-// but those dead-lettered already, and releases them. pos is the lane
-// position before the first; it returns the position of the last, how many
-// envelopes it read and how many it dead-lettered.
-func (w *Writer) deadLetterReady(pos uint64, reason Reason) (last uint64, read, dead int) {
-	r := w.cfg.Ring
-	for env := r.Next(); env != nil; env = r.Next() {
-		pos++
-		read++
-		if len(w.skipped) > 0 && w.skipped[0] == pos {
-			w.skipped = w.skipped[1:] // dead-lettered already
-			continue
-		}
-		dead++
-		w.cfg.Counters.DeadLettered[reason].Add(1)
-		w.cfg.DeadLetter(env, reason)
-	}
-	r.Release(r.Retained())
-	return pos, read, dead
 }

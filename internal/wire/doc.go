@@ -20,7 +20,8 @@
 //     neither sends what the other refuses.
 //   - Every refusal is a *RefusedError that wraps ErrRefused and the
 //     sentinel of its reason; which reasons are final and which may be
-//     retried is the caller's decision, documented in manager.
+//     retried is the dialer's decision (package peer), documented in
+//     manager.
 //
 // # Concurrency
 //
