@@ -334,35 +334,13 @@ func priority(cfg *config, p *progress) (result, error) {
 
 func fanOut(cfg *config, p *progress, peers int) (result, error) {
 	r := result{Scenario: "fan-out", Payload: 64, Senders: 16, Peers: peers}
-	c, err := startChild(cfg, peers, 0)
+	n, err := startIdle(cfg, peers, r.Payload)
 	if err != nil {
 		return r, err
 	}
-	defer c.stop()
-	s, err := newSender(cfg, manager.WithOverflowPolicy(manager.Block))
-	if err != nil {
-		return r, err
-	}
-	defer s.close()
-	runtime.GC()
-	heap0 := readUsage().HeapUse
-	// One envelope to every peer: the endpoints exist, connected and idle.
-	for _, a := range c.addrs {
-		if err := s.m.Send(context.Background(), a, &manager.Envelope{Target: "hello"}); err != nil {
-			return r, err
-		}
-	}
-	if _, err := s.waitDelivered(c.addrs[0], int64(len(c.addrs)), 30*time.Second); err != nil {
-		return r, err
-	}
-	s.waitIdle(c.addrs)
-	runtime.GC()
-	r.IdleBytesPerEP = float64(readUsage().HeapUse-heap0) / float64(len(c.addrs))
-	if cfg.heapProfile != "" {
-		if err := writeHeapProfile(cfg.heapProfile); err != nil {
-			return r, err
-		}
-	}
+	defer n.close()
+	c, s, heap0 := n.c, n.s, n.heap0
+	r.IdleBytesPerEP = n.idle
 
 	var busy atomic.Uint64
 	stopSample := make(chan struct{})
@@ -480,38 +458,70 @@ func (s *sender) waitIdle(addrs []string) {
 // measures the node's heap and goroutines once every endpoint is idle.
 func idlePeers(cfg *config, p *progress) (result, error) {
 	r := result{Scenario: "idle-peers", Payload: 64, Peers: cfg.idlePeers}
-	c, err := startChild(cfg, cfg.idlePeers, 0)
+	n, err := startIdle(cfg, cfg.idlePeers, r.Payload)
 	if err != nil {
 		return r, err
 	}
-	defer c.stop()
+	defer n.close()
+	r.Messages, r.Seconds = int64(cfg.idlePeers), n.greeted.Seconds()
+	r.HeapBytes, r.Goroutines, r.IdleBytesPerEP = n.heap, runtime.NumGoroutine(), n.idle
+	p.done(r.name(), fmt.Sprintf("heap %.0f MiB, %d goroutines", float64(r.HeapBytes)/(1<<20), r.Goroutines))
+	return r, nil
+}
+
+// idleNode is a sending node with an endpoint to each of a child's peers,
+// every endpoint idle, and its heap: before the endpoints, with them idle,
+// and per endpoint.
+type idleNode struct {
+	c           *child
+	s           *sender
+	heap0, heap uint64
+	idle        float64       // heap per endpoint
+	greeted     time.Duration // from the first greeting sent to the last delivered
+}
+
+// startIdle starts a child with peers nodes and a sending node that greets
+// each with one envelope of payload bytes, then waits for every endpoint to
+// go idle and shed its queues. With -heapprofile, it writes the heap then.
+func startIdle(cfg *config, peers, payload int) (*idleNode, error) {
+	c, err := startChild(cfg, peers, 0)
+	if err != nil {
+		return nil, err
+	}
 	s, err := newSender(cfg, manager.WithOverflowPolicy(manager.Block))
 	if err != nil {
-		return r, err
+		c.stop()
+		return nil, err
 	}
-	defer s.close()
+	n := &idleNode{c: c, s: s}
 	runtime.GC()
-	heap0 := readUsage().HeapUse
+	n.heap0 = readUsage().HeapUse
 	start := time.Now()
 	for _, a := range c.addrs {
-		if err := s.m.Send(context.Background(), a, &manager.Envelope{Target: "hello", Payload: make([]byte, r.Payload)}); err != nil {
-			return r, err
+		if err := s.m.Send(context.Background(), a, &manager.Envelope{Target: "hello", Payload: make([]byte, payload)}); err != nil {
+			n.close()
+			return nil, err
 		}
 	}
 	if _, err := s.waitDelivered(c.addrs[0], int64(len(c.addrs)), 60*time.Second); err != nil {
-		return r, err
+		n.close()
+		return nil, err
 	}
-	r.Messages, r.Seconds = int64(len(c.addrs)), time.Since(start).Seconds()
+	n.greeted = time.Since(start)
 	s.waitIdle(c.addrs)
 	runtime.GC()
-	u := readUsage()
-	r.HeapBytes, r.Goroutines = u.HeapUse, runtime.NumGoroutine()
-	r.IdleBytesPerEP = float64(u.HeapUse-heap0) / float64(len(c.addrs))
+	n.heap = readUsage().HeapUse
+	n.idle = float64(n.heap-n.heap0) / float64(len(c.addrs))
 	if cfg.heapProfile != "" {
 		if err := writeHeapProfile(cfg.heapProfile); err != nil {
-			return r, err
+			n.close()
+			return nil, err
 		}
 	}
-	p.done(r.name(), fmt.Sprintf("heap %.0f MiB, %d goroutines", float64(r.HeapBytes)/(1<<20), r.Goroutines))
-	return r, nil
+	return n, nil
+}
+
+func (n *idleNode) close() {
+	n.s.close()
+	n.c.stop()
 }
