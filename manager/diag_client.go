@@ -249,5 +249,14 @@ func newCallError(op, address string, err error) error {
 	default:
 		return &callError{text: prefix + st.Code().String() + ": " + st.Message(), st: st}
 	}
-	return &callError{text: prefix + errs[0].Error() + ": " + st.Message(), errs: errs, st: st}
+	// The peer's text names the sentinel too when the peer is a courier
+	// node: say it once.
+	text := errs[0].Error()
+	switch msg := st.Message(); {
+	case strings.Contains(msg, text):
+		text = msg
+	case msg != "":
+		text += ": " + msg
+	}
+	return &callError{text: prefix + text, errs: errs, st: st}
 }

@@ -245,6 +245,9 @@ func TestSpawn(t *testing.T) {
 		if errors.Is(err, ErrProcessNotFound) || errors.Is(err, ErrUnauthorized) {
 			t.Errorf("SpawnNamed(%q, %q): %v matches another sentinel", tc.kind, tc.name, err)
 		}
+		if n := strings.Count(err.Error(), tc.want.Error()); n != 1 {
+			t.Errorf("SpawnNamed(%q, %q): %q names %q %d times, want once", tc.kind, tc.name, err, tc.want, n)
+		}
 	}
 	if _, err := caller.Spawn(ctx, addr, ""); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("empty kind: %v, want ErrInvalidArgument", err)
