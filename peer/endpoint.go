@@ -239,7 +239,11 @@ func (e *Endpoint) Send(ctx context.Context, env *batch.Envelope) error {
 		return nil
 	default:
 		ln.sc.droppedFull.Add(1) // counted apart from the writer's
-		e.node.DeadLetter(env, ReasonQueueFull)
+		// A copy: the node is an interface, and handing it env itself would
+		// make every caller's envelope escape to the heap, an allocation
+		// per Send on the path that must not allocate.
+		dropped := *env
+		e.node.DeadLetter(&dropped, ReasonQueueFull)
 		return nil
 	}
 }

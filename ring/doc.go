@@ -16,7 +16,8 @@
 //     alive.
 //   - Values pushed by one goroutine are drained in the order it pushed them.
 //   - Neither TryPush nor Drain takes a lock, touches a channel or
-//     allocates. Producers never spin on a slot: a push either claims a free
+//     allocates (but the first push after New or Shed, which allocates the
+//     slots). Producers never spin on a slot: a push either claims a free
 //     position with one compare-and-swap on the tail or reports ErrFull.
 //   - The consumer wakes once per batch, not once per value: a producer rings
 //     the Bell only when the consumer has announced that it is parking on an
@@ -29,6 +30,15 @@
 //     room is left.
 //   - After Close no push succeeds, and the consumer can still read every
 //     value whose push succeeded; Drained reports when it has.
+//   - The slots are allocated by the first push, not by New, and the
+//     consumer can free them again with Shed while the ring is empty and
+//     retains nothing; the next push allocates them anew. Capacity never
+//     changes: a full ring is full at the same length whether its slots
+//     were allocated once or many times. Shed sets a flag in the tail word
+//     with the same compare-and-swap producers claim positions with, so no
+//     push can be writing into the slots it frees. Next hands the consumer
+//     a value where it lies, for encoding without a copy; it stays there
+//     until Release.
 //
 // # Layout
 //

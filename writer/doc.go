@@ -24,8 +24,14 @@
 //     dead-lettered once, and its position skipped; the next frame (an empty
 //     one if need be) tells the receiver the position will not come.
 //   - The writer asks for an acknowledgement when it is about to go idle or
-//     when half its ring waits for one: acks cost a frame per burst, not per
-//     frame.
+//     when a quarter of its ring waits for one: acks cost a few frames per
+//     burst, not one per frame, and come back before the senders find the
+//     ring full of envelopes that are only waiting for their ack.
+//   - Envelopes are encoded where they lie in the ring (Ring.Next), not
+//     copied out first. A lane idle for Config.IdleRelease, with nothing
+//     queued or unacknowledged, sheds the ring's slots and the encoder's
+//     reusable messages (Ring.Shed, Encoder.Shed); the next envelope
+//     allocates them again.
 //   - When the writer exits, every envelope left in the ring is dead-lettered
 //     exactly once, with the reason it was stopped for.
 //   - Per envelope the writer takes no lock, makes no channel operation and
