@@ -370,3 +370,22 @@ func EncodeControl(f *courierv1.Frame) (*Buffer, error) {
 	}
 	return buf, nil
 }
+
+// AckEncoder encodes Ack frames without allocating anything but the pooled
+// buffer: its messages are linked once and reused. The zero AckEncoder is
+// ready to use; it is not safe for concurrent use.
+type AckEncoder struct {
+	frame courierv1.Frame
+	wrap  courierv1.Frame_Ack
+	ack   courierv1.Ack
+}
+
+// Encode returns an Ack frame for position pos, as EncodeControl does.
+func (a *AckEncoder) Encode(pos uint64) (*Buffer, error) {
+	if a.frame.Kind == nil {
+		a.wrap.Ack = &a.ack
+		a.frame.Kind = &a.wrap
+	}
+	a.ack.Position = pos
+	return EncodeControl(&a.frame)
+}

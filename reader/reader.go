@@ -351,8 +351,9 @@ func HeartbeatInline(s wire.Stream) func(nanos uint64) error {
 // AckInline returns an Ack function for a stream whose only sender is its
 // receive loop: it sends the Ack frame itself.
 func AckInline(s wire.Stream) func(pos uint64) error {
+	var acks batch.AckEncoder // the receive loop is the only caller
 	return func(pos uint64) error {
-		buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: pos}}})
+		buf, err := acks.Encode(pos)
 		if err != nil {
 			return err
 		}

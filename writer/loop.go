@@ -217,7 +217,7 @@ func (w *Writer) sendAck() error {
 	if due <= w.ackSent {
 		return nil
 	}
-	buf, err := batch.EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: due}}})
+	buf, err := w.acks.Encode(due)
 	if err != nil {
 		return err
 	}

@@ -151,6 +151,7 @@ type Writer struct {
 	sentHigh uint64   // highest lane position ever sent
 	skipped  []uint64 // lane positions dead-lettered but still in the ring
 	ackSent  uint64   // highest position acknowledged on the current link
+	acks     batch.AckEncoder
 	linger   *time.Timer
 	beat     *time.Timer // heartbeat or idle-release timer, reused while parked
 	// worked says the writer has done something since it last parked;
