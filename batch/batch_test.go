@@ -727,3 +727,60 @@ func TestAckEncoder(t *testing.T) {
 		t.Fatalf("%v allocations per ack", n)
 	}
 }
+
+// TestDecodeReusedControlFrames: acks and heartbeats decode into frames the
+// Decoder reuses, and nothing of one leaks into the next (a heartbeat
+// without reply after one with a reply says no reply); decoding an ack
+// allocates nothing.
+func TestDecodeReusedControlFrames(t *testing.T) {
+	d, err := NewDecoder(DecoderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func(f *courierv1.Frame) Decoded {
+		t.Helper()
+		buf, err := EncodeControl(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer buf.Release()
+		got, err := d.Decode(buf.B)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	beat := func(nanos uint64, reply bool) *courierv1.Frame {
+		return &courierv1.Frame{Kind: &courierv1.Frame_Heartbeat{Heartbeat: &courierv1.Heartbeat{Nanos: nanos, Reply: reply}}}
+	}
+	if got := decode(beat(5, true)).Control.GetHeartbeat(); got.GetNanos() != 5 || !got.GetReply() {
+		t.Fatalf("first heartbeat: %v", got)
+	}
+	if got := decode(beat(0, false)).Control.GetHeartbeat(); got.GetNanos() != 0 || got.GetReply() {
+		t.Fatalf("second heartbeat kept the first's fields: %v", got)
+	}
+	var a AckEncoder
+	for _, pos := range []uint64{9, 3, 0} {
+		buf, err := a.Encode(pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Decode(buf.B)
+		buf.Release()
+		if err != nil || got.Kind != FrameAck || got.Control.GetAck().GetPosition() != pos {
+			t.Fatalf("ack %d: %v %v", pos, got.Control, err)
+		}
+	}
+	goodbye := decode(&courierv1.Frame{Kind: &courierv1.Frame_Goodbye{Goodbye: &courierv1.Goodbye{Reason: "bye"}}})
+	if goodbye.Control.GetGoodbye().GetReason() != "bye" || goodbye.Control.GetAck() != nil {
+		t.Fatalf("goodbye: %v", goodbye.Control)
+	}
+	buf, err := a.Encode(77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Release()
+	if n := testing.AllocsPerRun(100, func() { _, _ = d.Decode(buf.B) }); n > 0 {
+		t.Fatalf("%v allocations per ack decoded", n)
+	}
+}

@@ -68,8 +68,10 @@ type Decoded struct {
 	AckRequested bool
 	// Envelopes are a batch's envelopes, valid until the next Decode.
 	Envelopes []Envelope
-	// Control is the whole frame for every kind but FrameBatch, decoded
-	// into memory of its own.
+	// Control is the whole frame for every kind but FrameBatch. Acks and
+	// heartbeats, which come with every few batches, are decoded into
+	// messages the Decoder reuses, valid until the next Decode; the other
+	// kinds into memory of their own.
 	Control *courierv1.Frame
 }
 
@@ -86,6 +88,13 @@ type Decoder struct {
 	size      int     // bytes in the frame being decoded
 	window    [maxHead]byte
 	one       [1][]byte // Decode's frame as DecodeSegments' one segment
+	// The reused control frames: ack and heartbeat, each linked to its own
+	// wrapper and message once.
+	ackFrame, beatFrame courierv1.Frame
+	ackKind             courierv1.Frame_Ack
+	beatKind            courierv1.Frame_Heartbeat
+	ack                 courierv1.Ack
+	beat                courierv1.Heartbeat
 }
 
 // NewDecoder returns a Decoder for a new stream, with an empty dictionary.
@@ -243,11 +252,33 @@ func (d *Decoder) decode(segs [][]byte) (Decoded, error) {
 	case FrameBatch:
 		return d.decodeBatch(sub)
 	}
-	f := new(courierv1.Frame)
+	f := d.controlFrame(kind)
 	if err := f.UnmarshalVT(body.take(body.left)); err != nil {
 		return Decoded{}, fmt.Errorf("%w: %s: %v", ErrCorruptFrame, kind, err)
 	}
 	return Decoded{Kind: kind, Control: f}, nil
+}
+
+// controlFrame returns the frame to decode a control frame of kind into:
+// for an ack or a heartbeat, the Decoder's own, emptied, whose oneof
+// already holds the kind's message (so that UnmarshalVT decodes into it and
+// allocates nothing); a new one for the rare kinds.
+func (d *Decoder) controlFrame(kind FrameKind) *courierv1.Frame {
+	switch kind {
+	case FrameAck:
+		d.ack.Reset()
+		d.ackKind.Ack = &d.ack
+		d.ackFrame.Reset()
+		d.ackFrame.Kind = &d.ackKind
+		return &d.ackFrame
+	case FrameHeartbeat:
+		d.beat.Reset()
+		d.beatKind.Heartbeat = &d.beat
+		d.beatFrame.Reset()
+		d.beatFrame.Kind = &d.beatKind
+		return &d.beatFrame
+	}
+	return new(courierv1.Frame)
 }
 
 // Batch field numbers.
