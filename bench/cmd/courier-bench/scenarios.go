@@ -37,6 +37,8 @@ type result struct {
 	LatenciesUS    []float64 `json:"latencies_us,omitempty"` // in the order of delivery
 	IdleBytesPerEP float64   `json:"idle_bytes_per_endpoint,omitempty"`
 	BusyBytesPerEP float64   `json:"busy_bytes_per_endpoint,omitempty"`
+	// EnvPerFrame is the envelopes a user-lane frame carried on average.
+	EnvPerFrame float64 `json:"envelopes_per_frame,omitempty"`
 	// The idle-peers scenario: the sending node's heap in use in total, and
 	// its goroutines, with every endpoint idle.
 	HeapBytes  uint64 `json:"heap_bytes,omitempty"`
@@ -187,6 +189,16 @@ func enqueued(m *manager.Manager, addrs []string) (n int64, dropped int64) {
 	return n, dropped
 }
 
+// frames is the number of user-lane frames sent to addrs so far.
+func frames(m *manager.Manager, addrs []string) (n uint64) {
+	for _, a := range addrs {
+		if s, ok := m.Stats(a); ok {
+			n += s.User.Batches
+		}
+	}
+	return n
+}
+
 func throughput(cfg *config, p *progress, payload, senders int) (result, error) {
 	r := result{Scenario: "throughput", Payload: payload, Senders: senders}
 	policy, _ := manager.ParseOverflowPolicy(cfg.overflow)
@@ -222,6 +234,7 @@ func measure(cfg *config, p *progress, r result, s *sender, addrs []string, send
 	runtime.GC()
 	u0 := readUsage()
 	_, dropped0 := enqueued(s.m, addrs)
+	frames0 := frames(s.m, addrs)
 
 	var sent atomic.Int64
 	stop = make(chan struct{})
@@ -251,6 +264,9 @@ func measure(cfg *config, p *progress, r result, s *sender, addrs []string, send
 		r.AllocsPerMsg = r.SendAllocsPer + r.RecvAllocsPer
 	}
 	r.Dropped = dropped1 - dropped0
+	if f := frames(s.m, addrs) - frames0; f > 0 {
+		r.EnvPerFrame = float64(n) / float64(f)
+	}
 	p.done(r.name(), fmt.Sprintf("%.0f msgs/s", r.MsgsPerS))
 	return r, nil
 }
