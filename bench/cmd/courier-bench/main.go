@@ -66,6 +66,7 @@ type config struct {
 	fanInNodes     int
 	jsonPath       string
 	chartPath      string
+	chartFrom      string
 	cpuProfile     string
 	heapProfile    string
 	tracePath      string
@@ -99,6 +100,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.fanInNodes, "fan-in-nodes", 16, "sending nodes in the fan-in scenario")
 	fs.StringVar(&c.jsonPath, "json", "", `write the results as JSON to this file: {"provenance": {commit, Go version, flags, cores, start...}, "results": [...]}`)
 	fs.StringVar(&c.chartPath, "chart", "", "write an SVG chart of the results to this file")
+	fs.StringVar(&c.chartFrom, "chart-from", "", "run nothing: draw the -chart of the results in this JSON file (one -json wrote)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to this file, and one of each peer process to this file with .peerN appended")
 	fs.StringVar(&c.heapProfile, "heapprofile", "", "write a heap profile of this process to this file in the fan-out scenario, when its endpoints are idle")
 	fs.StringVar(&c.tracePath, "trace", "", "write an execution trace of this process to this file, and one of each peer process to this file with .peerN appended")
@@ -214,6 +216,13 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "courier-bench:", err)
 		os.Exit(2)
+	}
+	if cfg.chartFrom != "" {
+		if err := chartFromJSON(cfg.chartFrom, cfg.chartPath); err != nil {
+			fmt.Fprintln(os.Stderr, "courier-bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if cfg.peer {
 		err := runPeer(cfg)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -84,9 +85,9 @@ func writeChart(path string, results []result) error {
 		curveH = 260
 	}
 	panels := scalingSeries(results)
-	panelsTop := curveTop + curveH + 50
-	if len(panels) > 0 {
-		panelsTop += 20
+	panelsTop := curveTop + curveH + 70
+	if curveH == 0 {
+		panelsTop = top + barsH + 30 // no latency curve between
 	}
 	height := panelsTop + ((len(panels)+1)/2)*(panelH+panelGap) + 10
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
@@ -257,4 +258,21 @@ func shortNumber(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+// chartFromJSON draws the chart of the results in the JSON file from into
+// the SVG file to.
+func chartFromJSON(from, to string) error {
+	if to == "" {
+		return errors.New("-chart-from needs -chart, the SVG file to write")
+	}
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var f resultsFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	return writeChart(to, f.Results)
 }

@@ -85,3 +85,30 @@ func TestChartScaling(t *testing.T) {
 		t.Error("the SVG is not closed")
 	}
 }
+
+// TestChartFromJSON: -chart-from draws the chart of a results file that
+// -json wrote, and says what is missing without -chart.
+func TestChartFromJSON(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "r.json"), filepath.Join(dir, "c.svg")
+	results := []result{
+		{Scenario: "fan-out", Peers: 1, MsgsPerS: 3e6, CPUPerMsgUS: 0.3},
+		{Scenario: "fan-out", Peers: 16, MsgsPerS: 2e6, CPUPerMsgUS: 0.5},
+	}
+	if err := writeJSON(in, provenance.Provenance{}, results); err != nil {
+		t.Fatal(err)
+	}
+	if err := chartFromJSON(in, ""); err == nil {
+		t.Fatal("no error without -chart")
+	}
+	if err := chartFromJSON(in, out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "msgs/s against peers") {
+		t.Errorf("the chart lacks the peers panel:\n%s", b)
+	}
+}
