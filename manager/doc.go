@@ -26,7 +26,9 @@
 // own writer goroutine and its own gRPC stream, on a TCP connection of its
 // own, so system envelopes (watch, unwatch, terminated, stop) overtake a
 // user lane that is throttled or stalled by a slow receiver, and never wait
-// behind the user bytes in flight on a busy link.
+// behind the user bytes in flight on a busy link. A queue's capacity is
+// fixed, its memory is not: its slots are allocated by its first envelope,
+// and a lane idle for WithIdleRelease gives them back until the next.
 //
 // # Guarantees
 //
