@@ -26,7 +26,7 @@ func printTable(w io.Writer, results []result) {
 		case "priority":
 			notes = fmt.Sprintf("system lane p50 %.0fµs p99 %.0fµs p999 %.0fµs max %.0fµs (%d envelopes)",
 				r.LatencyP50US, r.LatencyP99US, r.LatencyP999US, r.LatencyMaxUS, r.Messages)
-		case "throughput", "fan-in":
+		case "throughput":
 			notes = fmt.Sprintf("%.0f envelopes per frame", r.EnvPerFrame)
 		case "fan-out":
 			notes = fmt.Sprintf("heap per endpoint: idle %.0f KiB, busy %.0f KiB", r.IdleBytesPerEP/1024, r.BusyBytesPerEP/1024)
