@@ -88,13 +88,13 @@ type Decoder struct {
 	size      int     // bytes in the frame being decoded
 	window    [maxHead]byte
 	one       [1][]byte // Decode's frame as DecodeSegments' one segment
-	// The reused control frames: ack and heartbeat, each linked to its own
-	// wrapper and message once.
-	ackFrame, beatFrame courierv1.Frame
-	ackKind             courierv1.Frame_Ack
-	beatKind            courierv1.Frame_Heartbeat
-	ack                 courierv1.Ack
-	beat                courierv1.Heartbeat
+	// The reused control frame, for acks and heartbeats, with their
+	// wrappers and messages.
+	control  courierv1.Frame
+	ackKind  courierv1.Frame_Ack
+	beatKind courierv1.Frame_Heartbeat
+	ack      courierv1.Ack
+	beat     courierv1.Heartbeat
 }
 
 // NewDecoder returns a Decoder for a new stream, with an empty dictionary.
@@ -264,21 +264,21 @@ func (d *Decoder) decode(segs [][]byte) (Decoded, error) {
 // already holds the kind's message (so that UnmarshalVT decodes into it and
 // allocates nothing); a new one for the rare kinds.
 func (d *Decoder) controlFrame(kind FrameKind) *courierv1.Frame {
+	f := &d.control
+	f.Reset()
 	switch kind {
 	case FrameAck:
 		d.ack.Reset()
 		d.ackKind.Ack = &d.ack
-		d.ackFrame.Reset()
-		d.ackFrame.Kind = &d.ackKind
-		return &d.ackFrame
+		f.Kind = &d.ackKind
 	case FrameHeartbeat:
 		d.beat.Reset()
 		d.beatKind.Heartbeat = &d.beat
-		d.beatFrame.Reset()
-		d.beatFrame.Kind = &d.beatKind
-		return &d.beatFrame
+		f.Kind = &d.beatKind
+	default:
+		return new(courierv1.Frame)
 	}
-	return new(courierv1.Frame)
+	return f
 }
 
 // Batch field numbers.
