@@ -10,39 +10,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// FrameKind says what a decoded frame carries: which field of the wire's
-// Frame oneof is set. Its values are those field numbers.
-type FrameKind uint8
-
-// Frame kinds.
-const (
-	FrameHello     FrameKind = 1
-	FrameWelcome   FrameKind = 2
-	FrameBatch     FrameKind = 3
-	FrameAck       FrameKind = 4
-	FrameHeartbeat FrameKind = 5
-	FrameGoodbye   FrameKind = 6
-)
-
-// String returns the kind's name.
-func (k FrameKind) String() string {
-	switch k {
-	case FrameHello:
-		return "hello"
-	case FrameWelcome:
-		return "welcome"
-	case FrameBatch:
-		return "batch"
-	case FrameAck:
-		return "ack"
-	case FrameHeartbeat:
-		return "heartbeat"
-	case FrameGoodbye:
-		return "goodbye"
-	}
-	return fmt.Sprintf("frame-kind(%d)", uint8(k))
-}
-
 // headerBytes is the share of a frame's size that one decoded header entry
 // may cost: a frame carries at most MaxFrameBytes/headerBytes header entries
 // in all, so that header memory never exceeds the frame's own size.
@@ -257,28 +224,6 @@ func (d *Decoder) decode(segs [][]byte) (Decoded, error) {
 		return Decoded{}, fmt.Errorf("%w: %s: %v", ErrCorruptFrame, kind, err)
 	}
 	return Decoded{Kind: kind, Control: f}, nil
-}
-
-// controlFrame returns the frame to decode a control frame of kind into:
-// for an ack or a heartbeat, the Decoder's own, emptied, whose oneof
-// already holds the kind's message (so that UnmarshalVT decodes into it and
-// allocates nothing); a new one for the rare kinds.
-func (d *Decoder) controlFrame(kind FrameKind) *courierv1.Frame {
-	f := &d.control
-	f.Reset()
-	switch kind {
-	case FrameAck:
-		d.ack.Reset()
-		d.ackKind.Ack = &d.ack
-		f.Kind = &d.ackKind
-	case FrameHeartbeat:
-		d.beat.Reset()
-		d.beatKind.Heartbeat = &d.beat
-		f.Kind = &d.beatKind
-	default:
-		return new(courierv1.Frame)
-	}
-	return f
 }
 
 // Batch field numbers.

@@ -356,36 +356,3 @@ func (e *Encoder) SetNextPosition(p uint64) { e.next = p }
 
 // NextPosition returns the position the next envelope added will have.
 func (e *Encoder) NextPosition() uint64 { return e.next + uint64(e.n) }
-
-// EncodeControl encodes a frame that is not a batch (hello, welcome, ack,
-// heartbeat, goodbye) into a pooled Buffer. These frames are small and rare;
-// they are never compressed.
-func EncodeControl(f *courierv1.Frame) (*Buffer, error) {
-	n := f.SizeVT()
-	buf := GetBuffer(1 + n)
-	buf.B[0] = 0
-	if _, err := f.MarshalToSizedBufferVT(buf.B[1:]); err != nil {
-		buf.Release()
-		return nil, fmt.Errorf("batch: encoding control frame: %w", err)
-	}
-	return buf, nil
-}
-
-// AckEncoder encodes Ack frames without allocating anything but the pooled
-// buffer: its messages are linked once and reused. The zero AckEncoder is
-// ready to use; it is not safe for concurrent use.
-type AckEncoder struct {
-	frame courierv1.Frame
-	wrap  courierv1.Frame_Ack
-	ack   courierv1.Ack
-}
-
-// Encode returns an Ack frame for position pos, as EncodeControl does.
-func (a *AckEncoder) Encode(pos uint64) (*Buffer, error) {
-	if a.frame.Kind == nil {
-		a.wrap.Ack = &a.ack
-		a.frame.Kind = &a.wrap
-	}
-	a.ack.Position = pos
-	return EncodeControl(&a.frame)
-}
