@@ -66,22 +66,24 @@ func (w *Writer) park() {
 	if w.worked {
 		w.worked, w.quietSince = false, now
 	}
-	beat := w.cfg.Heartbeat > 0 && w.link != nil
-	holding := w.cfg.IdleRelease > 0 && w.holding()
+	// The timer is the heartbeat's, or the idle release's when that comes
+	// first.
 	var d time.Duration
-	switch {
-	case beat && holding:
-		d = min(w.cfg.Heartbeat, w.quietSince.Add(w.cfg.IdleRelease).Sub(now))
-	case beat:
+	if w.cfg.Heartbeat > 0 && w.link != nil {
 		d = w.cfg.Heartbeat
-	case holding:
-		d = w.quietSince.Add(w.cfg.IdleRelease).Sub(now)
-	default:
-		_ = w.bell.Wait(w.ctx, ready)
-		return
 	}
-	if holding && d <= 0 {
-		w.shed()
+	if w.cfg.IdleRelease > 0 && w.cfg.Ring.Holding() {
+		left := w.quietSince.Add(w.cfg.IdleRelease).Sub(now)
+		if left <= 0 {
+			w.shed()
+			return
+		}
+		if d == 0 || left < d {
+			d = left
+		}
+	}
+	if d == 0 {
+		_ = w.bell.Wait(w.ctx, ready)
 		return
 	}
 	if w.beat == nil {
@@ -89,26 +91,22 @@ func (w *Writer) park() {
 	} else {
 		w.beat.Reset(d)
 	}
-	start := time.Now()
 	timedOut, _ := w.bell.WaitTimer(w.ctx, w.beat.C, ready)
 	w.beat.Stop()
-	if timedOut && beat && (!holding || time.Since(start) >= w.cfg.Heartbeat) {
+	if timedOut && w.link != nil && d == w.cfg.Heartbeat {
 		if err := w.sendHeartbeat(); err != nil {
 			w.lost(err)
 		}
 	}
 }
 
-// holding reports whether the lane holds memory that shed would free.
-func (w *Writer) holding() bool { return w.cfg.Ring.Holding() }
-
 // shed frees what an idle lane holds, if it is idle still: nothing in the
 // ring, nothing retained for acknowledgement.
 func (w *Writer) shed() {
+	w.quietSince = time.Now() // either way, the next release is a period away
 	r := w.cfg.Ring
 	if r.Len() != 0 || r.Retained() != 0 {
-		w.quietSince = time.Now() // not idle after all: wait a full period again
-		return
+		return // not idle after all
 	}
 	if r.Shed() {
 		w.cfg.Counters.Sheds.Add(1)
@@ -116,7 +114,6 @@ func (w *Writer) shed() {
 	if w.enc != nil {
 		w.enc.Shed()
 	}
-	w.quietSince = time.Now()
 }
 
 // sendHeartbeat tells the peer this node is alive on a link that has been
