@@ -24,8 +24,12 @@ var bufferPools [maxClassShift - minClassShift + 1]sync.Pool
 type Buffer struct {
 	// B holds the frame. Its capacity is the buffer's size class. It must
 	// stay the first field; see ReleaseBytes.
-	B     []byte
-	class int8 // index into bufferPools, or -1 when not pooled
+	B []byte
+	// Carrier is the sending transport's: state that lives exactly as long
+	// as the buffer, reused with it, such as the one-element slice
+	// internal/wire hands gRPC the frame in. batch never reads or writes it.
+	Carrier any
+	class   int8 // index into bufferPools, or -1 when not pooled
 }
 
 // GetBuffer returns a buffer with len(B) == n, from the pool of n's size

@@ -278,7 +278,7 @@ func (w *Writer) add(env *batch.Envelope) error {
 }
 
 // flush sends the frame being built, if any. It asks the peer for an ack
-// when the writer is about to go idle, or when half the ring waits for
+// when the writer is about to go idle, or when a quarter of the ring waits for
 // acknowledgement, so that acks cost a frame per burst.
 func (w *Writer) flush() error {
 	r := w.cfg.Ring

@@ -29,7 +29,17 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return nil, fmt.Errorf("wire: cannot marshal %T, want *batch.Buffer", v)
 	}
-	return mem.BufferSlice{mem.NewBuffer(&buf.B, framePool{})}, nil
+	// The slice gRPC gets is the buffer's own: gRPC reads it only while it
+	// holds a reference to the buffer, and the buffer (with the slice) is
+	// reused only after gRPC has dropped its last reference. So a frame
+	// costs gRPC no slice of its own.
+	slot, _ := buf.Carrier.(*[1]mem.Buffer)
+	if slot == nil {
+		slot = new([1]mem.Buffer)
+		buf.Carrier = slot
+	}
+	slot[0] = mem.NewBuffer(&buf.B, framePool{})
+	return slot[:], nil
 }
 
 // Unmarshal makes v, an *InFrame, refer to the received bytes, as gRPC
