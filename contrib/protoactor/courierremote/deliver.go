@@ -30,7 +30,7 @@ func (r *Remote) deliverUser(peer manager.Peer, env *manager.Envelope) {
 		r.undeliverable(peer, r.localPID(env.Target, uint32(env.RequestID)), sender, env, err)
 		return
 	}
-	ref, ok := r.system.ProcessRegistry.GetLocal(env.Target)
+	ref, ok := r.locals.get(r.system.ProcessRegistry, env.Target)
 	if !ok {
 		r.undelivered(r.localPID(env.Target, uint32(env.RequestID)), msg, sender, ReasonNoSuchProcess, ErrNoSuchProcess)
 		return

@@ -113,6 +113,8 @@ type Remote struct {
 	proc *process
 	// senders caches the PIDs of inbound envelopes' senders.
 	senders *pidCache
+	// locals caches the actors inbound user envelopes go to.
+	locals *localCache
 
 	kinds   sync.Map // kind name → *actor.Props
 	spawned sync.Map // process id → kind name, of processes spawned for peers
@@ -159,6 +161,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg *Config, opts ...
 	}
 	r.proc = &process{r: r}
 	r.senders = newPIDCache()
+	r.locals = newLocalCache()
 	all := []manager.Option{
 		manager.WithListenAddress(net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))),
 		manager.WithSystemID(system.ID),
