@@ -9,11 +9,13 @@
 //
 // A frame is a flags byte followed by a protobuf-encoded courier.v1.Frame
 // (see proto/courier/v1/courier.proto), S2-compressed when the flags say so.
-// The Encoder builds the batch frames with the vtproto-generated marshaller,
-// into pooled buffers sized to the byte. The Decoder parses batch frames in
-// one pass straight into Envelope values: it checks every limit before it
-// allocates or trusts anything, resolves dictionary ids, and takes no heap
-// memory per envelope. Any input either decodes or fails with an error that
+// The Encoder writes a batch frame in one pass at Flush, straight from the
+// envelopes it was given, into a pooled buffer sized to the byte: the bytes
+// protobuf's marshal makes of the message, without building the message.
+// Control frames go through the vtproto-generated marshaller. The Decoder
+// parses batch frames in one pass straight into Envelope values: it checks
+// every limit before it allocates or trusts anything, resolves dictionary
+// ids, and takes no heap memory per envelope. Any input either decodes or fails with an error that
 // wraps one of this package's sentinels; no input makes it panic.
 //
 // A frame larger than one HTTP/2 DATA frame reaches gRPC's codec in 16 KiB

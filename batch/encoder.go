@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"unsafe"
 
-	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/klauspost/compress/s2"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -57,21 +56,30 @@ type EncoderConfig struct {
 
 // Encoder builds the frames of one outbound stream. Add envelopes, then
 // Flush to get the encoded frame. Not safe for concurrent use.
+//
+// A frame is encoded in one pass at Flush, straight from the envelopes as
+// the caller holds them (in a queue's slots, for courier's writers): Add
+// only interns the envelope's strings and sizes it. So the encoder keeps
+// about 30 bytes per envelope of the frame being built, not a protobuf
+// message of 136 bytes, and copies nothing but the payloads, once, into
+// the frame. The bytes are what proto.Marshal makes of the courier.v1.Frame
+// (TestEncoderWritesCanonicalProtobuf).
 type Encoder struct {
 	cfg  EncoderConfig
 	dict encDict
 
-	// frame → wrap → msg is the message being built; they point at each
-	// other once, in NewEncoder, so that building a frame allocates nothing.
-	frame courierv1.Frame
-	wrap  courierv1.Frame_Batch
-	msg   courierv1.Batch
-	// envs holds reusable envelope messages; msg.Envelopes is envs[:n].
-	envs []*courierv1.Envelope
-	hdrs []*courierv1.Header // reusable header entries, handed out in order
-	nhdr int                 // headers used by the frame being built
-	n    int                 // envelopes in the frame being built
-	// body is the encoded size of msg's new_strings and envelopes fields.
+	// The frame being built: its envelopes as the caller holds them, and
+	// for each its strings' dictionary ids and encoded size.
+	envs []*Envelope
+	meta []envMeta
+	// hkeys are the dictionary ids of the frame's header keys, every
+	// envelope's in order.
+	hkeys []uint32
+	// strs are the strings this frame defines (courier.v1.Batch.new_strings).
+	strs [][]byte
+	// resetDict and ackRequested are the frame's flags.
+	resetDict, ackRequested bool
+	// body is the encoded size of the frame's new_strings and envelopes.
 	body int
 	next uint64 // position of the next envelope flushed
 	// framed is the position after the last frame flushed. When next moves
@@ -80,6 +88,12 @@ type Encoder struct {
 	// will never come.
 	framed uint64
 	reset  bool // the next frame must start with a dictionary reset
+}
+
+// envMeta is what Add works out about an envelope for Flush.
+type envMeta struct {
+	target, senderAddress, senderID, typeName uint32 // dictionary ids
+	size                                      uint32 // of its Envelope message
 }
 
 // NewEncoder returns an Encoder for a new stream: empty dictionary, next
@@ -113,14 +127,11 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	if cfg.CompressThreshold == 0 {
 		cfg.CompressThreshold = DefaultCompressThreshold
 	}
-	e := &Encoder{cfg: cfg, dict: encDict{ids: make(map[string]uint32)}, next: 1, framed: 1}
-	e.wrap.Batch = &e.msg
-	e.frame.Kind = &e.wrap
-	return e, nil
+	return &Encoder{cfg: cfg, dict: encDict{ids: make(map[string]uint32)}, next: 1, framed: 1}, nil
 }
 
 // Len returns the number of envelopes in the frame being built.
-func (e *Encoder) Len() int { return e.n }
+func (e *Encoder) Len() int { return len(e.envs) }
 
 // Size returns the frame being built's encoded size so far, an upper bound
 // before compression.
@@ -129,7 +140,7 @@ func (e *Encoder) Size() int { return frameOverhead + e.body }
 // Full reports whether the frame being built has reached the batching
 // policy's MaxEnvelopes or MaxBytes, so that Flush is due.
 func (e *Encoder) Full() bool {
-	return e.n >= e.cfg.MaxEnvelopes || frameOverhead+e.body >= e.cfg.MaxBytes
+	return len(e.envs) >= e.cfg.MaxEnvelopes || frameOverhead+e.body >= e.cfg.MaxBytes
 }
 
 // errDictFull is internal: the dictionary cannot take a string without a
@@ -140,8 +151,8 @@ var errDictFull = errors.New("dictionary full")
 // does not fit in this frame but will fit in an empty one (Flush, then Add
 // again), and ErrEnvelopeTooLarge when env can never be sent under the
 // stream's limits. A refused envelope leaves no trace in the frame or the
-// dictionary. The frame refers to env's Payload and header values until
-// Flush returns: they must stay valid and unchanged until then.
+// dictionary. The frame refers to env, and to what it refers to, until
+// Flush returns: env must stay valid and unchanged until then.
 func (e *Encoder) Add(env *Envelope) error {
 	lim := &e.cfg.Limits
 	if len(env.Header) > lim.MaxHeaderEntries {
@@ -150,24 +161,25 @@ func (e *Encoder) Add(env *Envelope) error {
 	if len(env.Payload) > lim.MaxFrameBytes {
 		return fmt.Errorf("%w: payload of %d bytes, frame limit %d", ErrEnvelopeTooLarge, len(env.Payload), lim.MaxFrameBytes)
 	}
-	if e.n >= e.cfg.MaxEnvelopes {
+	n := len(e.envs)
+	if n >= e.cfg.MaxEnvelopes {
 		return ErrFrameFull
 	}
-	if e.n == 0 && len(e.msg.NewStrings) == 0 && (e.reset || e.cfg.SelfContained) {
-		e.resetDict()
+	if n == 0 && len(e.strs) == 0 && (e.reset || e.cfg.SelfContained) {
+		e.resetDictionary()
 	}
 	err := e.add(env)
 	if err == errDictFull {
-		if e.n > 0 || e.msg.ResetDictionary {
+		if n > 0 || e.resetDict {
 			// Only a frame's start can reset the dictionary; if this frame
 			// already did, env alone needs more than the limits allow.
-			if e.n > 0 {
+			if n > 0 {
 				e.reset = true
 				return ErrFrameFull
 			}
 			return fmt.Errorf("%w: its strings exceed the dictionary limits", ErrEnvelopeTooLarge)
 		}
-		e.resetDict()
+		e.resetDictionary()
 		err = e.add(env)
 		if err == errDictFull {
 			return fmt.Errorf("%w: its strings exceed the dictionary limits", ErrEnvelopeTooLarge)
@@ -176,69 +188,62 @@ func (e *Encoder) Add(env *Envelope) error {
 	return err
 }
 
-// add encodes env into the next envelope message, or undoes everything it
-// did and reports why not.
+// add interns env's strings and sizes its envelope message, or undoes
+// everything it did and reports why not.
 func (e *Encoder) add(env *Envelope) error {
-	markStrings, markBody, markHdr := len(e.msg.NewStrings), e.body, e.nhdr
+	markStrings, markBody, markKeys := len(e.strs), e.body, len(e.hkeys)
 	undo := func(err error) error {
-		for i := len(e.msg.NewStrings) - 1; i >= markStrings; i-- {
-			b := e.msg.NewStrings[i]
+		for i := len(e.strs) - 1; i >= markStrings; i-- {
+			b := e.strs[i]
 			e.dict.remove(unsafe.String(unsafe.SliceData(b), len(b)))
-			e.msg.NewStrings[i] = nil
+			e.strs[i] = nil
 		}
-		e.msg.NewStrings = e.msg.NewStrings[:markStrings]
-		e.body, e.nhdr = markBody, markHdr
+		e.strs = e.strs[:markStrings]
+		e.body, e.hkeys = markBody, e.hkeys[:markKeys]
 		return err
 	}
 
-	if e.n == len(e.envs) {
-		e.envs = append(e.envs, new(courierv1.Envelope))
-	}
-	m := e.envs[e.n]
+	var m envMeta
 	var err error
-	if m.Target, err = e.intern(env.Target); err != nil {
+	if m.target, err = e.intern(env.Target); err != nil {
 		return undo(err)
 	}
-	if m.SenderAddress, err = e.intern(env.SenderAddress); err != nil {
+	if m.senderAddress, err = e.intern(env.SenderAddress); err != nil {
 		return undo(err)
 	}
-	if m.SenderId, err = e.intern(env.SenderID); err != nil {
+	if m.senderID, err = e.intern(env.SenderID); err != nil {
 		return undo(err)
 	}
-	if m.TypeName, err = e.intern(env.TypeName); err != nil {
+	if m.typeName, err = e.intern(env.TypeName); err != nil {
 		return undo(err)
 	}
-	m.RequestId = env.RequestID
-	m.SerializerId = env.SerializerID
-	m.Payload = env.Payload
-	m.SystemKind = courierv1.SystemKind(env.Kind)
-	m.DataPosition = env.DataPosition
-	m.Header = m.Header[:0]
+	size := varintField(uint64(m.target)) + varintField(env.RequestID) + varintField(uint64(m.senderAddress)) +
+		varintField(uint64(m.senderID)) + varintField(uint64(m.typeName)) + varintField(uint64(env.SerializerID)) +
+		varintField(uint64(env.Kind)) + varintField(env.DataPosition)
+	if len(env.Payload) > 0 {
+		size += bytesField(len(env.Payload))
+	}
 	for i := range env.Header {
-		if e.nhdr == len(e.hdrs) {
-			e.hdrs = append(e.hdrs, new(courierv1.Header))
-		}
-		h := e.hdrs[e.nhdr]
-		e.nhdr++
-		if h.Key, err = e.intern(env.Header[i].Key); err != nil {
+		key, err := e.intern(env.Header[i].Key)
+		if err != nil {
 			return undo(err)
 		}
-		v := env.Header[i].Value
-		h.Value = unsafe.Slice(unsafe.StringData(v), len(v)) // read only, until Flush
-		m.Header = append(m.Header, h)
+		e.hkeys = append(e.hkeys, key)
+		size += bytesField(headerSize(key, env.Header[i].Value))
 	}
+	m.size = uint32(size)
 
-	size := m.SizeVT()
-	add := 1 + protowire.SizeVarint(uint64(size)) + size
+	add := bytesField(size)
 	total := frameOverhead + e.body + add
 	switch {
-	case total > e.cfg.Limits.MaxFrameBytes && e.n == 0:
+	case total > e.cfg.Limits.MaxFrameBytes && len(e.envs) == 0:
 		return undo(fmt.Errorf("%w: %d bytes encoded, frame limit %d", ErrEnvelopeTooLarge, total, e.cfg.Limits.MaxFrameBytes))
-	case total > e.cfg.Limits.MaxFrameBytes, e.n > 0 && total > e.cfg.MaxBytes:
+	case total > e.cfg.Limits.MaxFrameBytes, len(e.envs) > 0 && total > e.cfg.MaxBytes:
 		return undo(ErrFrameFull)
 	}
 	e.body += add
-	e.n++
+	e.envs = append(e.envs, env)
+	e.meta = append(e.meta, m)
 	return nil
 }
 
@@ -256,23 +261,23 @@ func (e *Encoder) intern(s string) (uint32, error) {
 		return 0, errDictFull
 	}
 	id, owned := e.dict.add(s)
-	e.msg.NewStrings = append(e.msg.NewStrings, unsafe.Slice(unsafe.StringData(owned), len(owned)))
-	e.body += 1 + protowire.SizeVarint(uint64(len(owned))) + len(owned)
+	e.strs = append(e.strs, unsafe.Slice(unsafe.StringData(owned), len(owned)))
+	e.body += bytesField(len(owned))
 	return id, nil
 }
 
-func (e *Encoder) resetDict() {
+func (e *Encoder) resetDictionary() {
 	e.dict.reset()
-	e.msg.ResetDictionary = true
+	e.resetDict = true
 	e.reset = false
 }
 
-// Shed frees the envelope and header messages the encoder keeps for reuse,
-// for a stream gone idle; the next frame allocates them again. It does
-// nothing while a frame is being built.
+// Shed frees the room the encoder keeps for a frame's envelopes, for a
+// stream gone idle; the next frame allocates it again. It does nothing
+// while a frame is being built.
 func (e *Encoder) Shed() {
-	if e.n == 0 && e.nhdr == 0 {
-		e.envs, e.hdrs = nil, nil
+	if len(e.envs) == 0 {
+		e.envs, e.meta, e.hkeys = nil, nil, nil
 	}
 }
 
@@ -281,50 +286,163 @@ func (e *Encoder) Shed() {
 // and no positions skipped since the last frame. The caller owns the buffer
 // and releases it once the frame is written.
 func (e *Encoder) Flush() (*Buffer, error) {
-	if e.n == 0 && len(e.msg.NewStrings) == 0 && e.next == e.framed {
+	n := len(e.envs)
+	if n == 0 && len(e.strs) == 0 && e.next == e.framed {
 		return nil, nil
 	}
-	e.msg.Position = e.next
-	e.next += uint64(e.n)
+	pos := e.next
+	e.next += uint64(n)
 	e.framed = e.next
-	e.msg.Envelopes = e.envs[:e.n]
 
-	batchLen := e.body + 1 + protowire.SizeVarint(e.msg.Position)
-	if e.msg.ResetDictionary {
+	batchLen := e.body + varintField(pos)
+	if e.resetDict {
 		batchLen += 2
 	}
-	if e.msg.AckRequested {
+	if e.ackRequested {
 		batchLen += 2
 	}
-	frameLen := 1 + protowire.SizeVarint(uint64(batchLen)) + batchLen
+	frameLen := bytesField(batchLen) // courier.v1.Frame{batch: ...}
 	buf := GetBuffer(1 + frameLen)
-	n, err := e.frame.MarshalToSizedBufferVT(buf.B[1:])
+	n = e.encode(buf.B, pos, batchLen)
 	e.clearFrame()
-	if err != nil || n != frameLen {
+	if n != len(buf.B) {
 		buf.Release()
-		return nil, fmt.Errorf("batch: internal error: encoded %d bytes of %d: %v", n, frameLen, err)
+		return nil, fmt.Errorf("batch: internal error: encoded %d bytes of %d", n-1, frameLen)
 	}
-	buf.B[0] = 0
 	if e.cfg.Compress && len(buf.B) >= e.cfg.CompressThreshold {
 		buf = compress(buf)
 	}
 	return buf, nil
 }
 
-// clearFrame drops the frame's references to caller memory and resets it.
+// Field tags of the messages a batch frame is made of (wire type in the
+// low three bits: 0 varint, 2 length-delimited).
+const (
+	tagFrameBatch        = 3<<3 | 2 // courier.v1.Frame.batch
+	tagBatchPosition     = 1<<3 | 0
+	tagBatchReset        = 2<<3 | 0
+	tagBatchNewString    = 3<<3 | 2
+	tagBatchEnvelope     = 4<<3 | 2
+	tagBatchAckRequested = 5<<3 | 0
+	tagEnvTarget         = 1<<3 | 0
+	tagEnvRequestID      = 2<<3 | 0
+	tagEnvSenderAddress  = 3<<3 | 0
+	tagEnvSenderID       = 4<<3 | 0
+	tagEnvTypeName       = 5<<3 | 0
+	tagEnvSerializerID   = 6<<3 | 0
+	tagEnvPayload        = 7<<3 | 2
+	tagEnvHeader         = 8<<3 | 2
+	tagEnvSystemKind     = 9<<3 | 0
+	tagEnvDataPosition   = 10<<3 | 0
+	tagHeaderKey         = 1<<3 | 0
+	tagHeaderValue       = 2<<3 | 2
+)
+
+// encode writes the frame's flags byte and its courier.v1.Frame into b,
+// which is exactly as long, in field order and leaving out zero fields, as
+// protobuf's marshal does. It returns how many bytes it wrote.
+func (e *Encoder) encode(b []byte, pos uint64, batchLen int) int {
+	b[0], b[1] = 0, tagFrameBatch
+	i := putVarint(b, 2, uint64(batchLen))
+	i = putVarintField(b, i, tagBatchPosition, pos)
+	if e.resetDict {
+		b[i], b[i+1] = tagBatchReset, 1
+		i += 2
+	}
+	for _, s := range e.strs {
+		b[i] = tagBatchNewString
+		i = putVarint(b, i+1, uint64(len(s)))
+		i += copy(b[i:], s)
+	}
+	keys := e.hkeys
+	for k, env := range e.envs {
+		m := &e.meta[k]
+		b[i] = tagBatchEnvelope
+		i = putVarint(b, i+1, uint64(m.size))
+		i = putVarintField(b, i, tagEnvTarget, uint64(m.target))
+		i = putVarintField(b, i, tagEnvRequestID, env.RequestID)
+		i = putVarintField(b, i, tagEnvSenderAddress, uint64(m.senderAddress))
+		i = putVarintField(b, i, tagEnvSenderID, uint64(m.senderID))
+		i = putVarintField(b, i, tagEnvTypeName, uint64(m.typeName))
+		i = putVarintField(b, i, tagEnvSerializerID, uint64(env.SerializerID))
+		if len(env.Payload) > 0 {
+			b[i] = tagEnvPayload
+			i = putVarint(b, i+1, uint64(len(env.Payload)))
+			i += copy(b[i:], env.Payload)
+		}
+		for _, h := range env.Header {
+			key := keys[0]
+			keys = keys[1:]
+			b[i] = tagEnvHeader
+			i = putVarint(b, i+1, uint64(headerSize(key, h.Value)))
+			i = putVarintField(b, i, tagHeaderKey, uint64(key))
+			if len(h.Value) > 0 {
+				b[i] = tagHeaderValue
+				i = putVarint(b, i+1, uint64(len(h.Value)))
+				i += copy(b[i:], h.Value)
+			}
+		}
+		i = putVarintField(b, i, tagEnvSystemKind, uint64(env.Kind))
+		i = putVarintField(b, i, tagEnvDataPosition, env.DataPosition)
+	}
+	if e.ackRequested {
+		b[i], b[i+1] = tagBatchAckRequested, 1
+		i += 2
+	}
+	return i
+}
+
+// putVarint writes v at b[i:] and returns the index after it.
+func putVarint(b []byte, i int, v uint64) int {
+	for v >= 0x80 {
+		b[i] = byte(v) | 0x80
+		v >>= 7
+		i++
+	}
+	b[i] = byte(v)
+	return i + 1
+}
+
+// putVarintField writes a varint field at b[i:], unless v is zero, and
+// returns the index after it.
+func putVarintField(b []byte, i int, tag byte, v uint64) int {
+	if v == 0 {
+		return i
+	}
+	b[i] = tag
+	return putVarint(b, i+1, v)
+}
+
+// varintField is the encoded size of a varint field holding v with a
+// one-byte tag: nothing when v is zero.
+func varintField(v uint64) int {
+	if v == 0 {
+		return 0
+	}
+	return 1 + protowire.SizeVarint(v)
+}
+
+// bytesField is the encoded size of a length-delimited field of n bytes
+// with a one-byte tag, however short.
+func bytesField(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
+
+// headerSize is the encoded size of a courier.v1.Header message.
+func headerSize(key uint32, value string) int {
+	n := varintField(uint64(key))
+	if len(value) > 0 {
+		n += bytesField(len(value))
+	}
+	return n
+}
+
+// clearFrame drops the frame's references to caller memory and starts the
+// next frame.
 func (e *Encoder) clearFrame() {
-	for _, m := range e.envs[:e.n] {
-		m.Payload = nil
-	}
-	for _, h := range e.hdrs[:e.nhdr] {
-		h.Value = nil
-	}
-	clear(e.msg.NewStrings)
-	e.msg.NewStrings = e.msg.NewStrings[:0]
-	e.msg.Envelopes = nil
-	e.msg.ResetDictionary = false
-	e.msg.AckRequested = false
-	e.n, e.nhdr, e.body = 0, 0, 0
+	clear(e.envs)
+	clear(e.strs)
+	e.envs, e.meta, e.hkeys, e.strs = e.envs[:0], e.meta[:0], e.hkeys[:0], e.strs[:0]
+	e.resetDict, e.ackRequested = false, false
+	e.body = 0
 }
 
 // compress returns buf's frame S2-compressed in a new buffer, releasing buf,
@@ -345,7 +463,7 @@ func compress(buf *Buffer) *Buffer {
 
 // RequestAck asks the receiver to acknowledge the frame being built once it
 // has delivered it (courier.v1.Batch.ack_requested).
-func (e *Encoder) RequestAck() { e.msg.AckRequested = true }
+func (e *Encoder) RequestAck() { e.ackRequested = true }
 
 // SetNextPosition sets the position of the next envelope to be flushed (see
 // courier.v1.Batch.position): a lane continues its numbering on a new
@@ -355,4 +473,4 @@ func (e *Encoder) RequestAck() { e.msg.AckRequested = true }
 func (e *Encoder) SetNextPosition(p uint64) { e.next = p }
 
 // NextPosition returns the position the next envelope added will have.
-func (e *Encoder) NextPosition() uint64 { return e.next + uint64(e.n) }
+func (e *Encoder) NextPosition() uint64 { return e.next + uint64(len(e.envs)) }

@@ -30,7 +30,7 @@
 //   - Envelopes are encoded where they lie in the ring (Ring.Next), not
 //     copied out first. A lane idle for Config.IdleRelease, with nothing
 //     queued or unacknowledged, sheds the ring's slots and the encoder's
-//     reusable messages (Ring.Shed, Encoder.Shed); the next envelope
+//     room for a frame (Ring.Shed, Encoder.Shed); the next envelope
 //     allocates them again.
 //   - When the writer exits, every envelope left in the ring is dead-lettered
 //     exactly once, with the reason it was stopped for.

@@ -110,9 +110,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// IdleRelease, if positive, makes the writer give back the memory of
 	// an idle lane: once it has parked this long with nothing in the ring
-	// and nothing unacknowledged, it sheds the ring's slots (ring.Shed),
-	// its own buffer and its encoder's reusable messages. The next envelope
-	// allocates them again; the ring's capacity stays what it was.
+	// and nothing unacknowledged, it sheds the ring's slots (ring.Shed)
+	// and its encoder's room for a frame. The next envelope allocates them
+	// again; the ring's capacity stays what it was.
 	IdleRelease time.Duration
 	// Logger receives debug logs; nil means none.
 	Logger *slog.Logger
