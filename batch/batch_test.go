@@ -701,17 +701,33 @@ func TestDecoderAgreesWithGeneratedCode(t *testing.T) {
 	}
 }
 
-// TestAckEncoder: an AckEncoder's frames decode as the Ack frames
-// EncodeControl makes, position by position, and reusing it allocates only
-// the pooled buffer.
+// TestAckEncoder: an AckEncoder's frames are the Ack frames EncodeControl
+// makes, padded, position by position; a gRPC message holding one, with its
+// 5-byte header, is more than the 1 KiB gRPC reads into an allocation of
+// its own; decoding one allocates nothing once the Decoder has decoded one;
+// and reusing the encoder allocates only the pooled buffer.
 func TestAckEncoder(t *testing.T) {
 	var a AckEncoder
+	dec, err := NewDecoder(DecoderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, pos := range []uint64{1, 300, 1 << 40} {
 		got, err := a.Encode(pos)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: pos}}})
+		if 5+len(got.B) <= 1<<10 {
+			t.Fatalf("position %d: a %d-byte ack, which gRPC would not read into its pool", pos, len(got.B))
+		}
+		d, err := dec.Decode(got.B)
+		if err != nil || d.Kind != FrameAck || d.Control.GetAck().GetPosition() != pos {
+			t.Fatalf("position %d: decoded %v %v: %v", pos, d.Kind, d.Control, err)
+		}
+		if n := testing.AllocsPerRun(100, func() { _, _ = dec.Decode(got.B) }); n > 0 {
+			t.Fatalf("position %d: decoding a padded ack allocates %v times", pos, n)
+		}
+		want, err := EncodeControl(&courierv1.Frame{Kind: &courierv1.Frame_Ack{Ack: &courierv1.Ack{Position: pos, Padding: make([]byte, AckPadding)}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1017,8 +1017,12 @@ func (x *Envelope) GetDataPosition() uint64 {
 // every envelope up to and including position has been delivered (or, when
 // it is a duplicate, dropped) and will not be delivered again.
 type Ack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Position      uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Position uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// Ignored by the receiver. A sender pads its acks to 1 KiB: gRPC reads
+	// a DATA frame of 1 KiB or less into a fresh allocation, and a bigger
+	// one into its pool, so a padded ack costs its reader nothing.
+	Padding       []byte `protobuf:"bytes,2,opt,name=padding,proto3" json:"padding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1058,6 +1062,13 @@ func (x *Ack) GetPosition() uint64 {
 		return x.Position
 	}
 	return 0
+}
+
+func (x *Ack) GetPadding() []byte {
+	if x != nil {
+		return x.Padding
+	}
+	return nil
 }
 
 // Heartbeat is sent on an idle control stream. A peer that has sent nothing,
@@ -1225,9 +1236,10 @@ const file_courier_v1_courier_proto_rawDesc = "" +
 	"\vsystem_kind\x18\t \x01(\x0e2\x16.courier.v1.SystemKindR\n" +
 	"systemKind\x12#\n" +
 	"\rdata_position\x18\n" +
-	" \x01(\x04R\fdataPosition\"!\n" +
+	" \x01(\x04R\fdataPosition\";\n" +
 	"\x03Ack\x12\x1a\n" +
-	"\bposition\x18\x01 \x01(\x04R\bposition\"7\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x18\n" +
+	"\apadding\x18\x02 \x01(\fR\apadding\"7\n" +
 	"\tHeartbeat\x12\x14\n" +
 	"\x05nanos\x18\x01 \x01(\x04R\x05nanos\x12\x14\n" +
 	"\x05reply\x18\x02 \x01(\bR\x05reply\"!\n" +
