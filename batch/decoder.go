@@ -288,10 +288,14 @@ func (d *Decoder) decodeBatch(c cursor) (Decoded, error) {
 				if len(d.envs) >= lim.MaxBatchEnvelopes {
 					return Decoded{}, fmt.Errorf("%w: limit %d", ErrTooManyEnvelopes, lim.MaxBatchEnvelopes)
 				}
-				d.envs = append(d.envs, Envelope{Lane: d.cfg.Lane})
-				if err := d.decodeEnvelope(&d.envs[len(d.envs)-1], v); err != nil {
+				// Decoded on the stack and stored once: in place, the slot
+				// would be written twice (zeroed, then filled), with the
+				// collector's write barriers on the second pass.
+				e := Envelope{Lane: d.cfg.Lane}
+				if err := d.decodeEnvelope(&e, v); err != nil {
 					return Decoded{}, err
 				}
+				d.envs = append(d.envs, e)
 			}
 		case num == batchAckReq && typ == protowire.VarintType:
 			var v uint64
