@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/courier-go/courier/manager"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -226,5 +227,25 @@ func TestNodeInAChildProcess(t *testing.T) {
 	}
 	if v := res.(*wrapperspb.StringValue).Value; !strings.HasPrefix(v, "CHILD") {
 		t.Fatalf("child answered %q", v)
+	}
+}
+
+// TestUserQueueDefault: the adapter gives courier DefaultUserQueue, and a
+// WithUserQueue among Start's options overrides it.
+func TestUserQueueDefault(t *testing.T) {
+	b := startNode(t, nil)
+	b.spawn("echo", echo)
+	for _, c := range []struct {
+		opts []manager.Option
+		want int
+	}{{nil, DefaultUserQueue}, {[]manager.Option{manager.WithUserQueue(1024)}, 1024}} {
+		a := startNode(t, nil, c.opts...)
+		if got := requestString(t, a, b.remotePID("echo"), "hi"); got == "" {
+			t.Fatal("no answer")
+		}
+		st, ok := a.r.Manager().Stats(b.r.Address())
+		if !ok || st.User.Capacity != c.want {
+			t.Fatalf("user queue of %d (endpoint %v), want %d", st.User.Capacity, ok, c.want)
+		}
 	}
 }
