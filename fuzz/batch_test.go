@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/courier-go/courier/batch"
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -222,6 +223,19 @@ func FuzzRoundTrip(f *testing.F) {
 			}
 			if buf == nil {
 				return
+			}
+			if buf.B[0]&batch.FlagS2 == 0 {
+				// The encoder writes protobuf's own bytes for the frame,
+				// without building the message: they must read back and
+				// marshal to the same bytes.
+				var fr courierv1.Frame
+				if err := proto.Unmarshal(buf.B[1:], &fr); err != nil {
+					t.Fatalf("an encoded frame is not a courier.v1.Frame: %v", err)
+				}
+				again, err := proto.MarshalOptions{Deterministic: true}.Marshal(&fr)
+				if err != nil || string(again) != string(buf.B[1:]) {
+					t.Fatalf("an encoded frame is not protobuf's encoding of itself (%v):\n got % x\nwant % x", err, buf.B[1:], again)
+				}
 			}
 			d, err := checkDecode(t, dec, buf.B)
 			if err != nil {
