@@ -27,7 +27,6 @@
 package main
 
 import (
-	"runtime"
 	"context"
 	"errors"
 	"flag"
@@ -204,9 +203,6 @@ func (c *config) optionFlags() []string {
 }
 
 func main() {
-	if os.Getenv("CB_HEAPBUSY") != "" {
-		runtime.MemProfileRate = 4096
-	}
 	start := time.Now()
 	cfg, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {

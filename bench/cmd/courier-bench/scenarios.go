@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"context"
 	"fmt"
 	"runtime"
@@ -367,10 +366,6 @@ func fanOut(cfg *config, p *progress, peers int) (result, error) {
 			case <-time.After(100 * time.Millisecond):
 				if h := readUsage().HeapUse; h > busy.Load() {
 					busy.Store(h)
-					if f := os.Getenv("CB_HEAPBUSY"); f != "" {
-						runtime.GC()
-						_ = writeHeapProfile(f)
-					}
 				}
 			}
 		}
