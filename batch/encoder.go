@@ -60,9 +60,8 @@ type EncoderConfig struct {
 // A frame is encoded in one pass at Flush, straight from the envelopes as
 // the caller holds them (in a queue's slots, for courier's writers): Add
 // only interns the envelope's strings and sizes it. So the encoder keeps
-// about 30 bytes per envelope of the frame being built, not a protobuf
-// message of 136 bytes, and copies nothing but the payloads, once, into
-// the frame. The bytes are what proto.Marshal makes of the courier.v1.Frame
+// 28 bytes per envelope of the frame being built, not a 136-byte protobuf
+// message, and copies nothing but the payloads, once, into the frame. The bytes are what proto.Marshal makes of the courier.v1.Frame
 // (TestEncoderWritesCanonicalProtobuf).
 type Encoder struct {
 	cfg  EncoderConfig
