@@ -13,7 +13,7 @@ import (
 // localCache remembers the actors that inbound user envelopes were
 // delivered to, so that a stream of messages to the same actors looks each
 // up in the process registry once, not once per message: the registry's
-// hashed, locked map took 5–8% of a receiving node's CPU in the comparison's
+// hashed, locked map took 5–9% of a receiving node's CPU in the comparison's
 // 64 B and ping/pong runs.
 //
 // An entry is used only while its actor is alive. protoactor-go marks an
