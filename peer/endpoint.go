@@ -208,7 +208,7 @@ func (e *Endpoint) Send(ctx context.Context, env *batch.Envelope) error {
 		ln.sc.refused.Add(1)
 		return fmt.Errorf("%w: payload of %d bytes, max frame %d", ErrTooLarge, len(env.Payload), e.cfg.Self.Limits.MaxFrameBytes)
 	}
-	err := ln.ring.TryPush(*env)
+	err := ln.ring.TryPushFrom(env)
 	if err == nil {
 		if env.Lane == batch.LaneUser {
 			e.checkThrottle(ln.ring.Len())
@@ -229,7 +229,7 @@ func (e *Endpoint) Send(ctx context.Context, env *batch.Envelope) error {
 		ln.sc.refused.Add(1)
 		return ErrQueueFull
 	case Block:
-		if err := ln.ring.Push(ctx, *env); err != nil {
+		if err := ln.ring.PushFrom(ctx, env); err != nil {
 			ln.sc.refused.Add(1)
 			if errors.Is(err, ring.ErrClosed) {
 				return fmt.Errorf("%w: %s", ErrEndpointTerminated, e.address)
@@ -263,7 +263,7 @@ func (e *Endpoint) sendSystemFull(ctx context.Context, env *batch.Envelope) erro
 	ln := &e.lanes[batch.LaneSystem]
 	wait, cancel := context.WithTimeout(ctx, e.cfg.SystemTimeout)
 	defer cancel()
-	err := ln.ring.Push(wait, *env)
+	err := ln.ring.PushFrom(wait, env)
 	switch {
 	case err == nil:
 		return nil

@@ -177,7 +177,12 @@ func (r *Ring[T]) Holding() bool { return r.tail.Load()&bareBit == 0 }
 
 // TryPush copies v into the ring. It returns ErrFull when there is no free
 // slot and ErrClosed after Close; it never blocks. Safe for concurrent use.
-func (r *Ring[T]) TryPush(v T) error {
+func (r *Ring[T]) TryPush(v T) error { return r.TryPushFrom(&v) }
+
+// TryPushFrom is TryPush of *v: it copies the value straight from v into
+// its slot, without the copy a by-value argument makes, which matters for
+// large values. The ring keeps no reference to v.
+func (r *Ring[T]) TryPushFrom(v *T) error {
 	for {
 		t := r.tail.Load()
 		if t&flags != 0 {
@@ -203,7 +208,7 @@ func (r *Ring[T]) TryPush(v T) error {
 			// A claimed position keeps the ring from being shed: the
 			// storage stays until the consumer has released it.
 			s := &r.storage.Load().slots[t&r.mask]
-			s.val = v
+			s.val = *v
 			s.seq.Store(t + 1)
 			r.bell.Ring()
 			return nil
@@ -222,8 +227,11 @@ func (r *Ring[T]) TryPush(v T) error {
 // pushes wakes the next if room is left. So freeing a few slots wakes a few
 // producers, not all of them, and a burst of producers costs one wake-up per
 // producer that gets in, not one per value.
-func (r *Ring[T]) Push(ctx context.Context, v T) error {
-	if err := r.TryPush(v); err != ErrFull {
+func (r *Ring[T]) Push(ctx context.Context, v T) error { return r.PushFrom(ctx, &v) }
+
+// PushFrom is Push of *v, copying straight from v as TryPushFrom does.
+func (r *Ring[T]) PushFrom(ctx context.Context, v *T) error {
+	if err := r.TryPushFrom(v); err != ErrFull {
 		return err
 	}
 	for {
@@ -231,7 +239,7 @@ func (r *Ring[T]) Push(ctx context.Context, v T) error {
 		// after this TryPush fails is bound to see the waiter and pass it
 		// the turn.
 		r.gate.waiting.Add(1)
-		err := r.TryPush(v)
+		err := r.TryPushFrom(v)
 		if err != ErrFull {
 			r.gate.waiting.Add(-1)
 			if err == nil {
@@ -314,15 +322,25 @@ func (r *Ring[T]) Release(n int) {
 	if n <= 0 {
 		return
 	}
-	var zero T
 	h := r.head.Load()
 	end := h + uint64(n)
 	if end > r.tail.Load()&^flags {
 		panic("ring: Release of more values than the ring holds")
 	}
+	// Whole slots are cleared, a run at a time (two where the positions
+	// wrap), which is one bulk clear instead of a store per field. A
+	// cleared seq is ready for no position, as in a new slot, and no
+	// producer can claim these positions until head moves past them.
 	slots := r.storage.Load().slots // values are held: so is the storage
-	for p := h; p < end; p++ {
-		slots[p&r.mask].val = zero
+	from, to := h&r.mask, end&r.mask
+	switch {
+	case n == len(slots):
+		clear(slots)
+	case from < to:
+		clear(slots[from:to])
+	default:
+		clear(slots[from:])
+		clear(slots[:to])
 	}
 	r.read = max(r.read, end)
 	r.head.Store(end)

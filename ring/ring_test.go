@@ -97,6 +97,63 @@ func TestDrainClearsSlots(t *testing.T) {
 	}
 }
 
+// TestReleaseClearsWhatItReleases: Release clears the slots it frees, and
+// only those, wherever the run of positions starts: within the slots, across
+// their end, and all of them.
+func TestReleaseClearsWhatItReleases(t *testing.T) {
+	const size = 4
+	for start := range size {
+		for n := 1; n <= size; n++ {
+			r := mustNew[*int](t, size)
+			buf := make([]*int, size)
+			for range start { // move the positions on by start
+				v := 0
+				if err := r.TryPush(&v); err != nil {
+					t.Fatal(err)
+				}
+				r.Drain(buf)
+			}
+			vals := make([]int, size)
+			for i := range vals {
+				if err := r.TryPush(&vals[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := r.Peek(buf); got != size {
+				t.Fatalf("peeked %d", got)
+			}
+			r.Release(n)
+			slots := r.storage.Load().slots
+			for i := range size {
+				pos := start + i
+				s := &slots[pos%size]
+				if released := i < n; released != (s.val == nil) {
+					t.Errorf("start %d, release %d: position %d holds %v", start, n, pos, s.val)
+				}
+				if i >= n && s.val != &vals[i] {
+					t.Errorf("start %d, release %d: position %d lost its value", start, n, pos)
+				}
+			}
+			if r.Retained() != size-n {
+				t.Fatalf("retains %d, want %d", r.Retained(), size-n)
+			}
+			for range n { // the freed slots take new values, and are ready
+				v := 0
+				if err := r.TryPush(&v); err != nil {
+					t.Fatalf("start %d, release %d: %v", start, n, err)
+				}
+			}
+			r.Rewind()
+			if got := r.Peek(buf); got != size {
+				t.Fatalf("start %d, release %d: peeked %d of %d after the refill", start, n, got, size)
+			}
+			if n < size && buf[0] != &vals[n] {
+				t.Fatalf("start %d, release %d: the oldest retained value moved", start, n)
+			}
+		}
+	}
+}
+
 // TestManyProducers checks that every value arrives exactly once and in
 // per-producer order.
 func TestManyProducers(t *testing.T) {
