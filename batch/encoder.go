@@ -415,15 +415,23 @@ func putVarintField(b []byte, i int, tag byte, v uint64) int {
 // varintField is the encoded size of a varint field holding v with a
 // one-byte tag: nothing when v is zero.
 func varintField(v uint64) int {
-	if v == 0 {
+	switch {
+	case v == 0:
 		return 0
+	case v < 0x80: // the usual dictionary id or small number, on every envelope
+		return 2
 	}
 	return 1 + protowire.SizeVarint(v)
 }
 
 // bytesField is the encoded size of a length-delimited field of n bytes
 // with a one-byte tag, however short.
-func bytesField(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
+func bytesField(n int) int {
+	if n < 0x80 {
+		return 2 + n
+	}
+	return 1 + protowire.SizeVarint(uint64(n)) + n
+}
 
 // headerSize is the encoded size of a courier.v1.Header message.
 func headerSize(key uint32, value string) int {

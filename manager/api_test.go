@@ -151,7 +151,11 @@ func TestSendSizeCheckAgreesWithEncoder(t *testing.T) {
 		env := Envelope{Target: str() + "t", SenderAddress: str(), SenderID: str(), TypeName: str(),
 			RequestID: r.Uint64() >> r.IntN(64), SerializerID: r.Uint32() >> r.IntN(32),
 			Payload: make([]byte, r.IntN(9<<10))}
-		for range r.IntN(40) {
+		headers := r.IntN(40)
+		if i%2 == 0 {
+			headers = 0 // Send's check has a shortcut for these
+		}
+		for range headers {
 			env.Header = append(env.Header, batch.Header{Key: str(), Value: strings.Repeat("v", r.IntN(600))})
 		}
 		if r.IntN(2) == 0 {
@@ -184,6 +188,42 @@ func TestSendSizeCheckAgreesWithEncoder(t *testing.T) {
 		t.Fatalf("a poor sample: %d accepted, %d refused by both, %d refused near the frame limit", accepted, refusedBoth, nearEdge)
 	}
 	t.Logf("%d accepted, %d refused by both, %d refused near the frame limit", accepted, refusedBoth, nearEdge)
+}
+
+// TestSendCheckShortcutAtTheFrameLimit: envelopes without header entries,
+// whose encoding crosses the frame limit byte by byte, with every varint at
+// its widest; the check's shortcut passes none that the encoder refuses.
+func TestSendCheckShortcutAtTheFrameLimit(t *testing.T) {
+	t.Parallel()
+	lim := batch.DefaultLimits()
+	lim.MaxFrameBytes = 8 << 10
+	var accepted, refused int
+	for _, wide := range []bool{false, true} {
+		for size := lim.MaxFrameBytes - 200; size <= lim.MaxFrameBytes; size++ {
+			env := Envelope{Target: "worker/17", SenderAddress: "10.0.0.7:4000", SenderID: "client/3",
+				TypeName: "shop.OrderShipped", Payload: make([]byte, size)}
+			if wide {
+				env.RequestID, env.SerializerID = ^uint64(0), ^uint32(0)
+				env.Lane, env.Kind, env.DataPosition = batch.LaneSystem, batch.KindStop, ^uint64(0)
+			}
+			enc, err := batch.NewEncoder(batch.EncoderConfig{Limits: lim, SelfContained: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkErr, addErr := checkEnvelope(&lim, &env), enc.Add(&env)
+			if checkErr == nil && addErr != nil {
+				t.Fatalf("a %d-byte payload passes the check, but the encoder refuses it: %v", size, addErr)
+			}
+			if checkErr == nil {
+				accepted++
+			} else {
+				refused++
+			}
+		}
+	}
+	if accepted == 0 || refused == 0 {
+		t.Fatalf("%d accepted, %d refused: the sizes miss the limit", accepted, refused)
+	}
 }
 
 // TestSendCheckAllocatesNothing: the hot path's check of an ordinary

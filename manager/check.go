@@ -83,6 +83,14 @@ func checkSystemID(id string) bool {
 // length, the batch's position, reset flag and ack request).
 const frameOverhead = 1 + 1 + 5 + 11 + 2 + 2
 
+// plainBound bounds what an envelope without header entries adds to a frame
+// beyond its strings' and payload's bytes: four new_strings fields' tags and
+// lengths and four dictionary ids (1+5 and 1+5 bytes each), the payload's
+// tag and length (1+5), the request id, serializer id, kind and data
+// position at their widest (11, 6, 3 and 11), and the envelope field's own
+// tag and length (1+5).
+const plainBound = 4*(6+6) + 6 + 11 + 6 + 3 + 11 + 6
+
 // checkEnvelope reports whether env can ever be sent in a frame under lim,
 // so that Send refuses, synchronously, what the writer would otherwise
 // dead-letter as too large: more header entries than a frame allows, or
@@ -98,6 +106,15 @@ const frameOverhead = 1 + 1 + 5 + 11 + 2 + 2
 // length checks and no allocation; strings are compared only when their
 // plain sum is over a dictionary or frame limit.
 func checkEnvelope(lim *batch.Limits, env *Envelope) error {
+	if len(env.Header) == 0 {
+		// Most envelopes have no header and are far from every limit: a
+		// bound by plain sums settles them without pricing each field.
+		strBytes := len(env.Target) + len(env.SenderAddress) + len(env.SenderID) + len(env.TypeName)
+		if strBytes <= lim.MaxStringBytes && strBytes <= lim.MaxDictionaryBytes && lim.MaxDictionaryEntries >= 4 &&
+			frameOverhead+plainBound+strBytes+len(env.Payload) <= lim.MaxFrameBytes {
+			return nil
+		}
+	}
 	if len(env.Header) > lim.MaxHeaderEntries {
 		return fmt.Errorf("%w: %d header entries, limit %d", ErrInvalidEnvelope, len(env.Header), lim.MaxHeaderEntries)
 	}
