@@ -251,6 +251,9 @@ func (w *Writer) send() error {
 func (w *Writer) add(env *batch.Envelope) error {
 	pos := w.enc.NextPosition()
 	err := w.enc.Add(env)
+	if err == nil {
+		return nil // the usual case, without errors.Is's two calls
+	}
 	if errors.Is(err, batch.ErrFrameFull) {
 		if err = w.flush(); err != nil {
 			return err
