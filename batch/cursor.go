@@ -131,7 +131,12 @@ func (c *cursor) length(h []byte, n int) (l, m int) {
 // bytes reads a length-delimited field's value: length and take in one, as
 // this runs for every envelope. m < 0 is a parse error code.
 func (c *cursor) bytes(h []byte, n int) (v []byte, m int) {
-	l, m := consumeVarint(h[n:])
+	var l uint64
+	if len(h) > n && h[n] < 0x80 { // consumeVarint by hand: this runs for every envelope
+		l, m = uint64(h[n]), 1
+	} else {
+		l, m = protowire.ConsumeVarint(h[n:])
+	}
 	switch {
 	case m < 0:
 		return nil, m

@@ -257,8 +257,13 @@ func (d *Decoder) decodeBatch(c cursor) (Decoded, error) {
 		if len(h) < maxHead && len(h) != c.left {
 			h = c.gatherHead()
 		}
-		num, typ, n := consumeTag(h)
-		if n < 0 {
+		var num protowire.Number
+		var typ protowire.Type
+		n := 1
+		if len(h) > 0 && h[0] < 0x80 && h[0] >= 0x08 { // consumeTag by hand, as in decodeEnvelope
+			t := h[0]
+			num, typ = protowire.Number(t>>3), protowire.Type(t&7)
+		} else if num, typ, n = protowire.ConsumeTag(h); n < 0 {
 			return Decoded{}, corrupt("batch", n)
 		}
 		if num >= batchPosition && num <= batchAckReq {
@@ -348,17 +353,33 @@ const (
 func (d *Decoder) decodeEnvelope(e *Envelope, b []byte) error {
 	hdrStart := len(d.hdrs)
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
-			return corrupt("envelope", n)
-		}
-		b = b[n:]
-		if typ == protowire.VarintType && num != envPayload && num != envHeader {
-			var v uint64
-			if v, n = consumeVarint(b); n < 0 {
+		// consumeTag and consumeVarint by hand, their one-byte cases inline:
+		// this loop runs for every field of every envelope, and neither
+		// function is small enough for the compiler to inline.
+		var num protowire.Number
+		var typ protowire.Type
+		if t := b[0]; t < 0x80 && t >= 0x08 {
+			num, typ = protowire.Number(t>>3), protowire.Type(t&7)
+			b = b[1:]
+		} else {
+			var n int
+			if num, typ, n = protowire.ConsumeTag(b); n < 0 {
 				return corrupt("envelope", n)
 			}
 			b = b[n:]
+		}
+		var n int
+		if typ == protowire.VarintType && num != envPayload && num != envHeader {
+			var v uint64
+			if len(b) > 0 && b[0] < 0x80 {
+				v = uint64(b[0])
+				b = b[1:]
+			} else {
+				if v, n = protowire.ConsumeVarint(b); n < 0 {
+					return corrupt("envelope", n)
+				}
+				b = b[n:]
+			}
 			var ok bool
 			switch num {
 			case envTarget:
@@ -387,6 +408,12 @@ func (d *Decoder) decodeEnvelope(e *Envelope, b []byte) error {
 		}
 		switch {
 		case num == envPayload && typ == protowire.BytesType:
+			if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) { // under 128 bytes
+				l := 1 + int(b[0])
+				e.Payload = b[1:l:l]
+				n = l
+				break
+			}
 			var v []byte
 			if v, n = protowire.ConsumeBytes(b); n >= 0 {
 				e.Payload = v[:len(v):len(v)]
