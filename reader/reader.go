@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,6 +206,11 @@ func (r *Receive) Run() error {
 				if err := r.Ack(last); err != nil {
 					return err
 				}
+				// The lane's writer sends the ack. Woken by Ack, it would
+				// wait for this processor until the loop blocks, a frame or
+				// more later, while the sender's window stays full: let it
+				// run now.
+				runtime.Gosched()
 			}
 		case batch.FrameAck:
 			if r.PeerAcked != nil {

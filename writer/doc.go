@@ -24,9 +24,15 @@
 //     dead-lettered once, and its position skipped; the next frame (an empty
 //     one if need be) tells the receiver the position will not come.
 //   - The writer asks for an acknowledgement when it is about to go idle or
-//     when a quarter of its ring waits for one: acks cost a few frames per
-//     burst, not one per frame, and come back before the senders find the
-//     ring full of envelopes that are only waiting for their ack.
+//     when a quarter of its ring waits for one, with at most two asks
+//     unanswered: acks cost a few frames per burst, not one per frame, and
+//     come back before the senders find the ring full of envelopes that are
+//     only waiting for their ack.
+//   - The writer yields its processor once per frame, after handing it to
+//     gRPC, whose writer goroutine it has just woken; and the receive loop
+//     yields after asking for an ack. Either woken goroutine would otherwise
+//     wait until the waker blocks, which under load is a frame later, and
+//     the sender's window is only as wide as its ring.
 //   - Envelopes are encoded where they lie in the ring (Ring.Next), not
 //     copied out first. A lane idle for Config.IdleRelease, with nothing
 //     queued or unacknowledged, sheds the ring's slots and the encoder's

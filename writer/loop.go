@@ -156,7 +156,7 @@ func (w *Writer) use(l *Link) {
 	w.link, w.enc = l, enc
 	w.cfg.Ring.Rewind()
 	w.enc.SetNextPosition(w.released + 1)
-	w.ackSent = 0
+	w.ackSent, w.asked = 0, [2]uint64{}
 	if w.released > 0 {
 		// Tell the peer where this lane stands: a new incarnation has seen
 		// none of the positions before, and must not wait for them (a
@@ -281,14 +281,17 @@ func (w *Writer) add(env *batch.Envelope) error {
 }
 
 // flush sends the frame being built, if any. It asks the peer for an ack
-// when the writer is about to go idle, or when a quarter of the ring waits for
-// acknowledgement, so that acks cost a frame per burst.
+// when the writer is about to go idle, or when a quarter of the ring waits
+// for acknowledgement and fewer than two asks are unanswered: acks cost a
+// frame per burst, and under load one for every frame or two, not one per
+// frame (each costs gRPC allocations on both nodes).
 func (w *Writer) flush() error {
 	r := w.cfg.Ring
-	if !r.Ready() || r.Retained() >= r.Cap()/4 {
-		w.enc.RequestAck()
-	}
 	first := w.enc.NextPosition() - uint64(w.enc.Len())
+	if !r.Ready() || r.Retained() >= r.Cap()/4 && w.peerAcked.Load() >= w.asked[0] {
+		w.enc.RequestAck()
+		w.asked = [2]uint64{w.asked[1], w.enc.NextPosition() - 1}
+	}
 	buf, err := w.enc.Flush()
 	if err != nil || buf == nil {
 		return err
@@ -298,6 +301,10 @@ func (w *Writer) flush() error {
 	if err := w.link.Stream.SendMsg(buf); err != nil {
 		return err
 	}
+	// gRPC's writer goroutine writes the frame to the connection. Woken by
+	// SendMsg, it would wait for this processor until the next frame is
+	// built: let it write this one now.
+	runtime.Gosched()
 	c := w.cfg.Counters
 	c.Batches.Add(1)
 	c.BytesOut.Add(uint64(size))

@@ -147,10 +147,11 @@ type Writer struct {
 	maxEnv   int // envelopes in a frame at most
 	link     *Link
 	enc      *batch.Encoder
-	released uint64   // lane positions up to here are released from the ring
-	sentHigh uint64   // highest lane position ever sent
-	skipped  []uint64 // lane positions dead-lettered but still in the ring
-	ackSent  uint64   // highest position acknowledged on the current link
+	released uint64    // lane positions up to here are released from the ring
+	sentHigh uint64    // highest lane position ever sent
+	skipped  []uint64  // lane positions dead-lettered but still in the ring
+	ackSent  uint64    // highest position acknowledged on the current link
+	asked    [2]uint64 // the last positions of the last two frames on this link that asked for an ack, older first
 	acks     batch.AckEncoder
 	linger   *time.Timer
 	beat     *time.Timer // heartbeat or idle-release timer, reused while parked
