@@ -210,7 +210,12 @@ func (r *Ring[T]) TryPushFrom(v *T) error {
 			s := &r.storage.Load().slots[t&r.mask]
 			s.val = *v
 			s.seq.Store(t + 1)
-			r.bell.Ring()
+			if r.bell.Ring() {
+				// The consumer waits for a processor, and would get
+				// this one only when this producer blocks, which
+				// under load is when the ring is full: yield it now.
+				runtime.Gosched()
+			}
 			return nil
 		}
 	}
