@@ -25,17 +25,15 @@ func NewBell() *Bell {
 	return &Bell{wake: make(chan struct{}, 1)}
 }
 
-// Ring wakes the consumer if it is parked, and reports whether it did. The
-// caller must have published what the consumer is to find before it rings.
-func (b *Bell) Ring() bool {
+// Ring wakes the consumer if it is parked. The caller must have published
+// what the consumer is to find before it rings.
+func (b *Bell) Ring() {
 	if b.parked.Load() != 0 && b.parked.Swap(0) != 0 {
 		select {
 		case b.wake <- struct{}{}:
 		default:
 		}
-		return true
 	}
-	return false
 }
 
 // Wait parks the consumer until ready reports true, a producer rings, or ctx

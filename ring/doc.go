@@ -22,8 +22,7 @@
 //   - The consumer wakes once per batch, not once per value: a producer rings
 //     the Bell only when the consumer has announced that it is parking on an
 //     empty ring, which is the empty → non-empty transition the consumer can
-//     observe. The producer that wakes it yields its processor once, so that
-//     the consumer runs at once instead of after that producer blocks.
+//     observe.
 //   - Nobody spins. A consumer with nothing to read parks at once, and so
 //     does a producer in Push that finds the ring full. Parked producers
 //     are woken one at a time, in the order they parked: freeing one slot

@@ -210,12 +210,7 @@ func (r *Ring[T]) TryPushFrom(v *T) error {
 			s := &r.storage.Load().slots[t&r.mask]
 			s.val = *v
 			s.seq.Store(t + 1)
-			if r.bell.Ring() {
-				// The consumer waits for a processor, and would get
-				// this one only when this producer blocks, which
-				// under load is when the ring is full: yield it now.
-				runtime.Gosched()
-			}
+			r.bell.Ring()
 			return nil
 		}
 	}
