@@ -156,6 +156,10 @@ type Receive struct {
 	waits atomic.Uint64 // see Waits
 }
 
+// yieldFrameBytes is the frame size from which the loop yields after asking
+// its writer for an ack; package writer yields from the same size.
+const yieldFrameBytes = 16 << 10
+
 // Waits counts the loop's waits for a frame, begun and ended: the count is
 // odd while Run waits for the next frame. A watchdog that sees the same odd
 // count for a while knows the peer has sent nothing for that long, while a
@@ -208,9 +212,11 @@ func (r *Receive) Run() error {
 				}
 				// The lane's writer sends the ack. Woken by Ack, it would
 				// wait for this processor until the loop blocks, a frame or
-				// more later, while the sender's window stays full: let it
-				// run now.
-				runtime.Gosched()
+				// more later, while the sender's window stays full: after a
+				// large frame, let it run now (as the sending writer does).
+				if in.Len() >= yieldFrameBytes {
+					runtime.Gosched()
+				}
 			}
 		case batch.FrameAck:
 			if r.PeerAcked != nil {

@@ -280,6 +280,11 @@ func (w *Writer) add(env *batch.Envelope) error {
 	return err
 }
 
+// yieldFrameBytes is the size from which a frame is large enough for the
+// writer to yield after sending it, and the receive loop after asking for its
+// ack: about a quarter of a full frame of 64-byte envelopes.
+const yieldFrameBytes = 16 << 10
+
 // flush sends the frame being built, if any. It asks the peer for an ack
 // when the writer is about to go idle, or when a quarter of the ring waits
 // for acknowledgement and fewer than two asks are unanswered: acks cost a
@@ -303,8 +308,12 @@ func (w *Writer) flush() error {
 	}
 	// gRPC's writer goroutine writes the frame to the connection. Woken by
 	// SendMsg, it would wait for this processor until the next frame is
-	// built: let it write this one now.
-	runtime.Gosched()
+	// built: after a large frame, which takes long to build, let it write
+	// this one now. (Small frames, to many peers at once, would yield for
+	// every few envelopes.)
+	if size >= yieldFrameBytes {
+		runtime.Gosched()
+	}
 	c := w.cfg.Counters
 	c.Batches.Add(1)
 	c.BytesOut.Add(uint64(size))
