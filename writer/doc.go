@@ -28,11 +28,13 @@
 //     unanswered: acks cost a few frames per burst, not one per frame, and
 //     come back before the senders find the ring full of envelopes that are
 //     only waiting for their ack.
-//   - The writer yields its processor once per frame, after handing it to
-//     gRPC, whose writer goroutine it has just woken; and the receive loop
-//     yields after asking for an ack. Either woken goroutine would otherwise
-//     wait until the waker blocks, which under load is a frame later, and
-//     the sender's window is only as wide as its ring.
+//   - After a frame of 16 KiB or more the writer yields its processor once,
+//     having handed the frame to gRPC, whose writer goroutine it has just
+//     woken; and the receive loop yields after asking for that frame's ack.
+//     Either woken goroutine would otherwise wait until the waker blocks,
+//     which under load is a frame later, and the sender's window is only as
+//     wide as its ring. Smaller frames, as to many peers at once, do not
+//     yield.
 //   - Envelopes are encoded where they lie in the ring (Ring.Next), not
 //     copied out first. A lane idle for Config.IdleRelease, with nothing
 //     queued or unacknowledged, sheds the ring's slots and the encoder's
