@@ -891,3 +891,85 @@ func TestEncoderWritesCanonicalProtobuf(t *testing.T) {
 		buf.Release()
 	}
 }
+
+// TestDecoderReadsAnyFieldOrder: envelopes whose fields come out of the
+// encoder's order, twice, or with dictionary ids and request ids wider than
+// a byte decode as the generated code decodes them. The decoder reads the
+// encoder's order without its general loop, and must hand everything else
+// to that loop.
+func TestDecoderReadsAnyFieldOrder(t *testing.T) {
+	type field struct {
+		num protowire.Number
+		v   uint64 // a varint field's value
+		b   []byte // a payload
+	}
+	envelope := func(fields ...field) []byte {
+		var m []byte
+		for _, f := range fields {
+			if f.b != nil {
+				m = protowire.AppendTag(m, f.num, protowire.BytesType)
+				m = protowire.AppendBytes(m, f.b)
+				continue
+			}
+			m = protowire.AppendTag(m, f.num, protowire.VarintType)
+			m = protowire.AppendVarint(m, f.v)
+		}
+		return m
+	}
+	envs := [][]byte{
+		envelope(field{num: envTarget, v: 1}, field{num: envRequestID, v: 7}, field{num: envSenderID, v: 2},
+			field{num: envTypeName, v: 3}, field{num: envPayload, b: []byte("in order")}),
+		envelope(field{num: envTarget, v: 150}, field{num: envRequestID, v: 1 << 40}, field{num: envSenderAddress, v: 4},
+			field{num: envSenderID, v: 180}, field{num: envTypeName, v: 199}, field{num: envPayload, b: bytes.Repeat([]byte("w"), 300)}),
+		envelope(field{num: envPayload, b: []byte("reversed")}, field{num: envTypeName, v: 3}, field{num: envSenderID, v: 2},
+			field{num: envRequestID, v: 9}, field{num: envTarget, v: 1}),
+		envelope(field{num: envTarget, v: 1}, field{num: envTarget, v: 5}, field{num: envTypeName, v: 3},
+			field{num: envTypeName, v: 130}, field{num: envSerializerID, v: 2}),
+		envelope(field{num: envTarget, v: 1}, field{num: envSenderAddress, v: 129}, field{num: envSenderID, v: 2}),
+	}
+	var batch []byte
+	batch = protowire.AppendTag(batch, batchPosition, protowire.VarintType)
+	batch = protowire.AppendVarint(batch, 1)
+	var dict []string
+	for i := range 200 {
+		dict = append(dict, fmt.Sprintf("s%03d", i+1))
+		batch = protowire.AppendTag(batch, batchNewString, protowire.BytesType)
+		batch = protowire.AppendString(batch, dict[i])
+	}
+	for _, e := range envs {
+		batch = protowire.AppendTag(batch, batchEnvelope, protowire.BytesType)
+		batch = protowire.AppendBytes(batch, e)
+	}
+	frame := protowire.AppendTag(nil, 3, protowire.BytesType) // courier.v1.Frame.batch
+	frame = protowire.AppendBytes(frame, batch)
+
+	var want courierv1.Frame
+	if err := want.UnmarshalVT(frame); err != nil {
+		t.Fatal(err)
+	}
+	str := func(id uint32) string {
+		if id == 0 {
+			return ""
+		}
+		return dict[id-1]
+	}
+	dec, err := NewDecoder(DecoderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	d, err := dec.Decode(append([]byte{0}, frame...)) // the flags byte: uncompressed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Envelopes) != len(envs) {
+		t.Fatalf("%d envelopes, want %d", len(d.Envelopes), len(envs))
+	}
+	for i, m := range want.GetBatch().Envelopes {
+		w := Envelope{Target: str(m.Target), RequestID: m.RequestId, SenderAddress: str(m.SenderAddress),
+			SenderID: str(m.SenderId), TypeName: str(m.TypeName), SerializerID: m.SerializerId, Payload: m.Payload}
+		if !d.Envelopes[i].Equal(&w) {
+			t.Errorf("envelope %d: %+v, generated code: %+v", i, d.Envelopes[i], w)
+		}
+	}
+}

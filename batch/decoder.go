@@ -352,6 +352,39 @@ const (
 
 func (d *Decoder) decodeEnvelope(e *Envelope, b []byte) error {
 	hdrStart := len(d.hdrs)
+	// The usual envelope, read straight: its first fields in the order the
+	// encoder writes them, each with a one-byte tag and dictionary ids of
+	// one byte, without the general loop's dispatch. The loop takes
+	// whatever follows, in any order.
+	var ok bool
+	for _, f := range [...]struct {
+		tag byte
+		num protowire.Number
+		dst *string
+	}{{tagEnvTarget, envTarget, &e.Target}, {tagEnvRequestID, envRequestID, nil},
+		{tagEnvSenderAddress, envSenderAddress, &e.SenderAddress}, {tagEnvSenderID, envSenderID, &e.SenderID},
+		{tagEnvTypeName, envTypeName, &e.TypeName}} {
+		if len(b) < 2 || b[0] != f.tag {
+			continue
+		}
+		if f.dst == nil { // the request id, of any width
+			v, n := uint64(b[1]), 1
+			if v >= 0x80 {
+				if v, n = protowire.ConsumeVarint(b[1:]); n < 0 {
+					return corrupt("envelope", n)
+				}
+			}
+			e.RequestID, b = v, b[1+n:]
+			continue
+		}
+		if b[1] >= 0x80 {
+			break // a wide id: the loop reads it
+		}
+		if *f.dst, ok = d.dict.get(uint64(b[1])); !ok {
+			return d.badValue(f.num, uint64(b[1]))
+		}
+		b = b[2:]
+	}
 	for len(b) > 0 {
 		// consumeTag and consumeVarint by hand, their one-byte cases inline:
 		// this loop runs for every field of every envelope, and neither
