@@ -391,6 +391,72 @@ func TestEncoderRefusals(t *testing.T) {
 	checkSame(t, decodeAll(t, dec, frames), []Envelope{small, big}, LaneUser)
 }
 
+// TestKnownStringsAtTheByteLimit crosses MaxBytes byte by byte with
+// envelopes whose strings the dictionary has, which Add takes on its short
+// path: an envelope joins a frame exactly when the frame stays within
+// MaxBytes, is refused with ErrFrameFull otherwise, and travels alone when
+// it is larger than MaxBytes on its own.
+func TestKnownStringsAtTheByteLimit(t *testing.T) {
+	lim := DefaultLimits()
+	lim.MaxFrameBytes = 4096
+	enc, dec := newPair(t, EncoderConfig{Limits: lim, MaxBytes: 1024}, DecoderConfig{Limits: lim})
+	flush := func() *Buffer {
+		t.Helper()
+		buf, err := enc.Flush()
+		if err != nil || buf == nil {
+			t.Fatalf("Flush = %v, %v", buf, err)
+		}
+		return buf
+	}
+	known := Envelope{Target: "t", SenderAddress: "a", SenderID: "s", TypeName: "T", RequestID: 7}
+	if err := enc.Add(&known); err != nil { // defines the strings
+		t.Fatal(err)
+	}
+	frames := []*Buffer{flush()}
+	var sent []Envelope
+	sent = append(sent, known)
+	// bodyOf is what env alone adds to a frame.
+	bodyOf := func(env *Envelope) int {
+		t.Helper()
+		if err := enc.Add(env); err != nil {
+			t.Fatal(err)
+		}
+		n := enc.Size() - frameOverhead
+		enc.clearFrame()
+		return n
+	}
+	first := known
+	first.Payload = make([]byte, 10)
+	firstBody := bodyOf(&first)
+	for p := 900; p <= 1100; p++ {
+		env := known
+		env.Payload = make([]byte, p)
+		body := bodyOf(&env)
+		if err := enc.Add(&first); err != nil {
+			t.Fatal(err)
+		}
+		err := enc.Add(&env)
+		fits := frameOverhead+firstBody+body <= 1024
+		switch {
+		case fits && err != nil:
+			t.Fatalf("payload %d: Add = %v, though the frame would be %d bytes", p, err, frameOverhead+firstBody+body)
+		case !fits && !errors.Is(err, ErrFrameFull):
+			t.Fatalf("payload %d: Add = %v, want ErrFrameFull for a frame of %d bytes", p, err, frameOverhead+firstBody+body)
+		case fits:
+			sent = append(sent, first, env)
+			frames = append(frames, flush())
+		default:
+			frames = append(frames, flush())
+			if err := enc.Add(&env); err != nil { // alone, even past MaxBytes
+				t.Fatalf("payload %d alone: %v", p, err)
+			}
+			sent = append(sent, first, env)
+			frames = append(frames, flush())
+		}
+	}
+	checkSame(t, decodeAll(t, dec, frames), sent, LaneUser)
+}
+
 func TestSelfContainedFramesDecodeAlone(t *testing.T) {
 	enc, err := NewEncoder(EncoderConfig{SelfContained: true, MaxEnvelopes: 2})
 	if err != nil {

@@ -95,6 +95,18 @@ type envMeta struct {
 	size                                      uint32 // of its Envelope message
 }
 
+// fieldsSize is the encoded size of env's Envelope message but for its
+// header entries, with m's dictionary ids for its strings.
+func (m *envMeta) fieldsSize(env *Envelope) int {
+	size := varintField(uint64(m.target)) + varintField(env.RequestID) + varintField(uint64(m.senderAddress)) +
+		varintField(uint64(m.senderID)) + varintField(uint64(m.typeName)) + varintField(uint64(env.SerializerID)) +
+		varintField(uint64(env.Kind)) + varintField(env.DataPosition)
+	if len(env.Payload) > 0 {
+		size += bytesField(len(env.Payload))
+	}
+	return size
+}
+
 // NewEncoder returns an Encoder for a new stream: empty dictionary, next
 // envelope position 1.
 func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
@@ -188,8 +200,35 @@ func (e *Encoder) Add(env *Envelope) error {
 }
 
 // add interns env's strings and sizes its envelope message, or undoes
-// everything it did and reports why not.
+// everything it did and reports why not. The usual envelope, without
+// header entries and with strings the dictionary has, takes a path that
+// needs no undoing.
 func (e *Encoder) add(env *Envelope) error {
+	if len(env.Header) == 0 {
+		d := &e.dict
+		t, ok1 := d.lookup(env.Target)
+		sa, ok2 := d.lookup(env.SenderAddress)
+		si, ok3 := d.lookup(env.SenderID)
+		tn, ok4 := d.lookup(env.TypeName)
+		if ok1 && ok2 && ok3 && ok4 {
+			m := envMeta{target: t, senderAddress: sa, senderID: si, typeName: tn}
+			size := m.fieldsSize(env)
+			add := bytesField(size)
+			if total := frameOverhead + e.body + add; total <= e.cfg.MaxBytes && total <= e.cfg.Limits.MaxFrameBytes {
+				e.body += add
+				e.envs = append(e.envs, env)
+				m.size = uint32(size)
+				e.meta = append(e.meta, m)
+				return nil
+			}
+		}
+	}
+	return e.addInterning(env)
+}
+
+// addInterning is add for an envelope with strings to define or header
+// entries, or one that may not fit.
+func (e *Encoder) addInterning(env *Envelope) error {
 	markStrings, markBody, markKeys := len(e.strs), e.body, len(e.hkeys)
 	undo := func(err error) error {
 		for i := len(e.strs) - 1; i >= markStrings; i-- {
@@ -216,12 +255,7 @@ func (e *Encoder) add(env *Envelope) error {
 	if m.typeName, err = e.intern(env.TypeName); err != nil {
 		return undo(err)
 	}
-	size := varintField(uint64(m.target)) + varintField(env.RequestID) + varintField(uint64(m.senderAddress)) +
-		varintField(uint64(m.senderID)) + varintField(uint64(m.typeName)) + varintField(uint64(env.SerializerID)) +
-		varintField(uint64(env.Kind)) + varintField(env.DataPosition)
-	if len(env.Payload) > 0 {
-		size += bytesField(len(env.Payload))
-	}
+	size := m.fieldsSize(env)
 	for i := range env.Header {
 		key, err := e.intern(env.Header[i].Key)
 		if err != nil {
