@@ -39,8 +39,10 @@ func (r *Remote) deliverUser(peer manager.Peer, env *manager.Envelope) {
 	// (protoactor-go's ActorProcess.SendUserMessage): an actor, the common
 	// target, costs no PID. Futures and other processes get theirs.
 	var target *actor.PID
-	if _, isActor := ref.(*actor.ActorProcess); !isActor {
+	if p, isActor := ref.(*actor.ActorProcess); !isActor {
 		target = r.localPID(env.Target, uint32(env.RequestID))
+	} else if r.mailboxLimit > 0 {
+		r.awaitRoom(peer, p, env.Target)
 	}
 	if sender == nil && len(env.Header) == 0 {
 		ref.SendUserMessage(target, msg)

@@ -261,8 +261,8 @@ type sink struct {
 	values    map[int64]int
 }
 
-// spawnSink spawns a sink under name with a mailbox of the given size,
-// closed (held at the gate) if gated. The test opens it and lifts the
+// spawnSink spawns a sink under name with a mailbox of the given size (0:
+// protoactor-go's default, unbounded), closed (held at the gate) if gated. The test opens it and lifts the
 // slowness before the nodes stop, so that nothing is left in flight.
 func (n *node) spawnSink(name string, mailbox int, gated bool, per time.Duration) (*sink, *actor.PID) {
 	n.t.Helper()
@@ -271,6 +271,10 @@ func (n *node) spawnSink(name string, mailbox int, gated bool, per time.Duration
 		s.open()
 	}
 	s.slow.Store(int64(per))
+	var opts []actor.PropsOption
+	if mailbox > 0 {
+		opts = append(opts, actor.WithMailbox(actor.Bounded(mailbox)))
+	}
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		m, ok := ctx.Message().(*wrapperspb.Int64Value)
 		if !ok {
@@ -284,7 +288,7 @@ func (n *node) spawnSink(name string, mailbox int, gated bool, per time.Duration
 		s.values[m.Value]++
 		s.mu.Unlock()
 		s.delivered.Add(1)
-	}, actor.WithMailbox(actor.Bounded(mailbox)))
+	}, opts...)
 	pid, err := n.system.Root.SpawnNamed(props, name)
 	if err != nil {
 		n.t.Fatalf("spawn %s: %v", name, err)

@@ -54,6 +54,14 @@ type Config struct {
 	// SerializerID is the serializer outgoing messages use. Default 0,
 	// protobuf.
 	SerializerID uint32
+	// MailboxLimit is the number of user messages an actor's mailbox may
+	// hold before deliveries to it from a peer wait for it to drain, which
+	// holds back that peer's user lane (all of its user messages to this
+	// node, to any actor) until the actor has taken a quarter of the limit;
+	// the peer's sends then meet its queue's overflow policy. 0 means
+	// DefaultMailboxLimit; a negative limit turns the wait off, and a slow
+	// actor's mailbox grows without bound, as with protoactor-go's remote.
+	MailboxLimit int
 }
 
 // Configure returns the configuration for a node listening on host:port,
@@ -96,6 +104,11 @@ func WithSerializerID(id uint32) ConfigOption {
 	return func(c *Config) { c.SerializerID = id }
 }
 
+// WithMailboxLimit sets Config.MailboxLimit.
+func WithMailboxLimit(n int) ConfigOption {
+	return func(c *Config) { c.MailboxLimit = n }
+}
+
 var extensionID = extensions.NextExtensionID()
 
 // Remote is courier serving as an actor system's remote layer. Start
@@ -121,6 +134,10 @@ type Remote struct {
 	// blockedEPs holds the addresses whose endpoint courier terminated
 	// because their system is blocked, until one connects again.
 	blockedEPs sync.Map // address → struct{}
+
+	// mailboxLimit is Config.MailboxLimit's, 0 when deliveries never wait.
+	mailboxLimit int
+	mailboxWaits atomic.Uint64
 
 	stopped     atomic.Bool
 	unsubscribe func()
@@ -152,7 +169,13 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg *Config, opts ...
 	if system.Extensions.Get(extensionID) != nil {
 		return nil, ErrAlreadyStarted
 	}
-	r := &Remote{system: system, ser: cfg.Serializers, serID: cfg.SerializerID}
+	r := &Remote{system: system, ser: cfg.Serializers, serID: cfg.SerializerID, mailboxLimit: cfg.MailboxLimit}
+	if r.mailboxLimit == 0 {
+		r.mailboxLimit = DefaultMailboxLimit
+	}
+	if r.mailboxLimit < 0 || mailboxField == noField || deadFlag == noDeadFlag {
+		r.mailboxLimit = 0 // no waits
+	}
 	if r.ser == nil {
 		var err error
 		if r.ser, err = serial.New(); err != nil {

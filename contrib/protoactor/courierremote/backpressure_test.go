@@ -1,0 +1,115 @@
+package courierremote
+
+import (
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// actorProcess returns the process of n's actor id.
+func (n *node) actorProcess(id string) *actor.ActorProcess {
+	n.t.Helper()
+	ref, ok := n.system.ProcessRegistry.GetLocal(id)
+	p, isActor := ref.(*actor.ActorProcess)
+	if !ok || !isActor {
+		n.t.Fatalf("%s is not an actor of the node", id)
+	}
+	return p
+}
+
+// flood sends n Int64Values, 0 to n-1, from a to pid.
+func flood(a *node, pid *actor.PID, n int) {
+	for i := range n {
+		a.system.Root.Send(pid, wrapperspb.Int64(int64(i)))
+	}
+}
+
+func TestMailboxFieldFound(t *testing.T) {
+	// Without it the limit is off: the tests below would test nothing.
+	if mailboxField == noField || deadFlag == noDeadFlag {
+		t.Fatal("ActorProcess's mailbox or dead flag not found by reflection")
+	}
+	if r := startNode(t, nil).r; r.mailboxLimit != DefaultMailboxLimit {
+		t.Fatalf("mailbox limit %d by default, want %d", r.mailboxLimit, DefaultMailboxLimit)
+	}
+}
+
+func TestMailboxLimitHoldsBackThePeer(t *testing.T) {
+	const limit, n = 64, 2000
+	a := startNode(t, nil)
+	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(limit)))
+	full := record[*MailboxFullEvent](t, b)
+	s, _ := b.spawnSink("sink", 0, true, 0) // unbounded mailbox, held at the gate
+	b.spawn("x", idle)
+	watcher, box := a.spawnWatcher("watcher")
+
+	flood(a, b.remotePID("sink"), n)
+	ev := full.wait(t, "a full mailbox", 10*time.Second, func(e *MailboxFullEvent) bool { return e.Waiting })
+	if ev.Address != a.r.Address() || ev.PID.GetId() != "sink" || ev.Messages != limit {
+		t.Fatalf("got %+v, want a's deliveries to sink waiting at %d messages", ev, limit)
+	}
+	// Once the actor holds its first message at the gate, the mailbox
+	// holds the rest of what came before the wait, and no more while the
+	// delivery waits.
+	mb := mailboxOf(b.actorProcess("sink"))
+	eventually(t, "the first message taken", 5*time.Second, func() bool { return mb.UserMessageCount() == limit-1 })
+	// The system lane has its own reader: a watch and a stop pass.
+	x := b.remotePID("x")
+	a.watch(watcher, actor.NewPID(x.Address, x.Id))
+	stopAndExpect(t, a, box, x)
+	if got := mb.UserMessageCount(); got != limit-1 || s.delivered.Load() != 0 {
+		t.Fatalf("mailbox holds %d and %d delivered after the stop, want %d and 0", got, s.delivered.Load(), limit-1)
+	}
+
+	s.release()
+	eventually(t, "the whole flood delivered", 20*time.Second, func() bool { return s.delivered.Load() == n })
+	for v := range int64(n) {
+		if c := s.got(v); c != 1 {
+			t.Fatalf("message %d delivered %d times", v, c)
+		}
+	}
+	full.wait(t, "the end of the wait", 5*time.Second, func(e *MailboxFullEvent) bool { return !e.Waiting })
+	if b.r.MailboxWaits() == 0 {
+		t.Fatal("MailboxWaits is 0 after a wait")
+	}
+}
+
+func TestMailboxLimitOff(t *testing.T) {
+	const n = 2000
+	a := startNode(t, nil)
+	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(-1)))
+	s, _ := b.spawnSink("sink", 0, true, 0)
+	flood(a, b.remotePID("sink"), n)
+	// Everything but the message at the gate piles up in the mailbox.
+	mb := mailboxOf(b.actorProcess("sink"))
+	eventually(t, "the flood in the mailbox", 10*time.Second, func() bool { return mb.UserMessageCount() == n-1 })
+	s.release()
+	eventually(t, "the whole flood delivered", 20*time.Second, func() bool { return s.delivered.Load() == n })
+	if w := b.r.MailboxWaits(); w != 0 {
+		t.Fatalf("%d waits with the limit off", w)
+	}
+}
+
+func TestMailboxWaitEndsWhenTheActorStops(t *testing.T) {
+	const limit = 16
+	a := startNode(t, nil)
+	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(limit)))
+	full := record[*MailboxFullEvent](t, b)
+	s, sinkPID := b.spawnSink("sink", 0, true, 0)
+	other := newInbox()
+	b.spawn("other", other.receive)
+
+	flood(a, b.remotePID("sink"), 200)
+	full.wait(t, "a full mailbox", 10*time.Second, func(e *MailboxFullEvent) bool { return e.Waiting })
+	// Stopped while it holds a message at its gate: the actor is dead to
+	// the registry at once, and the delivery stops waiting for it.
+	b.system.Root.Stop(sinkPID)
+	full.wait(t, "the end of the wait", 5*time.Second, func(e *MailboxFullEvent) bool { return !e.Waiting })
+	a.system.Root.Send(b.remotePID("other"), wrapperspb.String("after"))
+	if m, ok := other.next(t, 10*time.Second).(*wrapperspb.StringValue); !ok || m.Value != "after" {
+		t.Fatalf("got %v, want the message sent after the flood", m)
+	}
+	s.release()
+}
