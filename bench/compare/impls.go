@@ -165,7 +165,7 @@ func quietSystem() *actor.ActorSystem {
 func (p protoactorImpl) startRemote(system *actor.ActorSystem) (stop func(), err error) {
 	if p.courier {
 		r, err := courierremote.Start(context.Background(), system, courierremote.Configure("127.0.0.1", 0),
-			manager.WithOverflowPolicy(manager.Block), manager.WithFlowControlWindows(128<<10, 512<<10))
+			manager.WithOverflowPolicy(manager.Block))
 		if err != nil {
 			return nil, err
 		}
