@@ -24,7 +24,11 @@
 // Registry of the package serial and queues it with manager.Send. PIDs on
 // the system's own address never reach the resolver, so local sends never
 // touch the transport. On the receiving side, courier's Handler decodes each
-// envelope and posts it to the local process named by its target.
+// envelope and posts it to the local process named by its target. While
+// an actor's mailbox holds Config.MailboxLimit user messages, the delivery
+// waits for it to drain, and with it that peer's user lane, so that a
+// flood into a slow actor is held back by courier's flow control instead
+// of growing the receiving node's heap.
 //
 // Every message that cannot be delivered ends as a dead letter of the actor
 // system (an actor.DeadLetterEvent, through the system's DeadLetter process,
