@@ -516,6 +516,7 @@ func priority(name string, senders int, d time.Duration) (sample, error) {
 	if rerr != nil {
 		return s, rerr
 	}
+	s.RSS, s.PeakRSS = u.RSS, u.PeakRSS // the flood's hold on the receiver's memory
 	if lat == nil {
 		lat = map[string][]time.Duration{}
 	}
@@ -667,6 +668,28 @@ func main() {
 	}
 }
 
+// median returns the median, least and greatest of v, which it sorts.
+func median(v []float64) (m, lo, hi float64) {
+	slices.Sort(v)
+	return v[len(v)/2], v[0], v[len(v)-1]
+}
+
+// peakCol is the median and spread of the receiving processes' peak
+// resident set in samples, empty where none was read.
+func peakCol(samples []sample) string {
+	var peak []float64
+	for _, s := range samples {
+		if s.PeakRSS > 0 {
+			peak = append(peak, float64(s.PeakRSS)/(1<<20))
+		}
+	}
+	if len(peak) == 0 {
+		return ""
+	}
+	p, lo, hi := median(peak)
+	return fmt.Sprintf("%.0f (%.0f–%.0f)", p, lo, hi)
+}
+
 // intList parses flag name's comma-separated integers, each at least min,
 // or ends the run.
 func intList(name, list string, min int) []int {
@@ -709,10 +732,6 @@ func printTable(w io.Writer, samples []sample) {
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], s)
-	}
-	median := func(v []float64) (m, lo, hi float64) {
-		slices.Sort(v)
-		return v[len(v)/2], v[0], v[len(v)-1]
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "payload\timpl\tmsgs/s\tspread\tMB/s\tcourier ×\tpa-courier ×\tCPU ns/msg\tallocs/msg\tB/msg\t")
@@ -817,7 +836,7 @@ func printTable(w io.Writer, samples []sample) {
 	}
 	fmt.Fprintf(w, "\ncontrol signals %s a receiver that takes 200µs per message\n(%v: no answer within the probe timeout; tcp: the machine's floor, a 1-byte\nping-pong on a second loopback connection during a TCP flood)\n\n", flood, probeTimeout)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "impl\tprobe\tp50\tp99\tworst p99\t")
+	fmt.Fprintln(tw, "impl\tprobe\tp50\tp99\tworst p99\treceiver peak RSS MiB\t")
 	show := func(d float64) string {
 		if time.Duration(d) >= probeTimeout {
 			return "≥" + probeTimeout.String()
@@ -845,7 +864,7 @@ func printTable(w io.Writer, samples []sample) {
 			}
 			m50, _, _ := median(p50)
 			m99, _, hi := median(p99)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", k.impl, probe, show(m50), show(m99), show(hi))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", k.impl, probe, show(m50), show(m99), show(hi), peakCol(g))
 		}
 	}
 	tw.Flush()
