@@ -47,6 +47,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -472,6 +473,14 @@ func waitFor(c receiver, want int64) (usage, error) {
 	}
 }
 
+// settle collects what the row before left in this process and returns it
+// to the operating system, so that a row's figures do not carry the heap
+// of the one before it (protoactor-go's control scenario leaves gigabytes).
+func settle() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
 // priority floods the data path of a slow receiver and times control
 // signals meanwhile.
 func priority(name string, senders int, d time.Duration) (sample, error) {
@@ -632,6 +641,7 @@ func main() {
 		for _, j := range jobs {
 			for _, name := range names {
 				fmt.Fprintf(os.Stderr, "round %d: %s %s payload=%d senders=%d\n", round, name, j.scenario, j.payload, j.senders)
+				settle()
 				var s sample
 				var err error
 				switch {
