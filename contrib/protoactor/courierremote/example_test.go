@@ -17,26 +17,41 @@ func quiet() *actor.ActorSystem {
 	}))
 }
 
+// twoNodes starts two actor systems with courier as their remote, b with
+// cfgB; stop shuts both down.
+func twoNodes(ctx context.Context, cfgB *courierremote.Config) (sysA, sysB *actor.ActorSystem, b *courierremote.Remote, stop func(), err error) {
+	sysA, sysB = quiet(), quiet()
+	a, err := courierremote.Start(ctx, sysA, courierremote.Configure("127.0.0.1", 0))
+	if err == nil {
+		b, err = courierremote.Start(ctx, sysB, cfgB)
+		if err != nil {
+			_ = a.Shutdown(ctx)
+		}
+	}
+	if err != nil {
+		sysA.Shutdown()
+		sysB.Shutdown()
+		return nil, nil, nil, nil, err
+	}
+	return sysA, sysB, b, func() {
+		_ = b.Shutdown(ctx)
+		_ = a.Shutdown(ctx)
+		sysB.Shutdown()
+		sysA.Shutdown()
+	}, nil
+}
+
 // Two actor systems with courier as their remote: a request to an actor on
 // the other node, answered as if it were local.
 func ExampleStart() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sysA, sysB := quiet(), quiet()
-	defer sysA.Shutdown()
-	defer sysB.Shutdown()
-	a, err := courierremote.Start(ctx, sysA, courierremote.Configure("127.0.0.1", 0))
+	sysA, sysB, b, stop, err := twoNodes(ctx, courierremote.Configure("127.0.0.1", 0))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer a.Shutdown(ctx)
-	b, err := courierremote.Start(ctx, sysB, courierremote.Configure("127.0.0.1", 0))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer b.Shutdown(ctx)
+	defer stop()
 
 	_, _ = sysB.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 		if m, ok := c.Message().(*wrapperspb.StringValue); ok {
@@ -58,21 +73,12 @@ func ExampleStart() {
 func ExampleWithMailboxLimit() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sysA, sysB := quiet(), quiet()
-	defer sysA.Shutdown()
-	defer sysB.Shutdown()
-	a, err := courierremote.Start(ctx, sysA, courierremote.Configure("127.0.0.1", 0))
+	sysA, sysB, b, stop, err := twoNodes(ctx, courierremote.Configure("127.0.0.1", 0, courierremote.WithMailboxLimit(16)))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer a.Shutdown(ctx)
-	b, err := courierremote.Start(ctx, sysB, courierremote.Configure("127.0.0.1", 0, courierremote.WithMailboxLimit(16)))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer b.Shutdown(ctx)
+	defer stop()
 
 	full := make(chan *courierremote.MailboxFullEvent, 1)
 	sub := sysB.EventStream.Subscribe(func(e any) {
