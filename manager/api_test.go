@@ -306,9 +306,12 @@ func TestZeroValueManager(t *testing.T) {
 			s, ok := m.Stats("127.0.0.1:1")
 			return nonZero(s.Address) + nonZero(ok)
 		},
-		"AllStats":  func(m *Manager) string { return nonZero(len(m.AllStats())) },
-		"Blocked":   func(m *Manager) string { return nonZero(len(m.Blocked())) },
-		"Watches":   func(m *Manager) string { return nonZero(m.Watches("127.0.0.1:1")) },
+		"AllStats": func(m *Manager) string { return nonZero(len(m.AllStats())) },
+		"Blocked":  func(m *Manager) string { return nonZero(len(m.Blocked())) },
+		"Watches":  func(m *Manager) string { return nonZero(m.Watches("127.0.0.1:1")) },
+		"LaneWanted": func(m *Manager) string {
+			return nonZero(m.LaneWanted(Peer{SystemID: "x"}, batch.LaneUser))
+		},
 		"Snapshot":  func(m *Manager) string { s := m.Snapshot(); return nonZero(len(s.Endpoints) + len(s.Blocked)) },
 		"Block":     func(m *Manager) string { m.Block("x"); return nonZero(len(m.Blocked())) },
 		"Unblock":   func(m *Manager) string { m.Unblock("x"); return "" },

@@ -179,6 +179,23 @@ func (m *Manager) inboundPeer(p Peer) *inboundPeer {
 	return v.(*inboundPeer)
 }
 
+// LaneWanted reports whether the node waits for the batch that peer's lane
+// is delivering to end: to give up on the peer (it was blocked, restarted
+// or lost), or to hand the lane to a new stream of it. A Handler that holds
+// a delivery back, waiting for room downstream, should check it while it
+// waits and return promptly once it reports true; the node cannot close the
+// lane, or tell watchers that the peer is gone, before it does.
+func (m *Manager) LaneWanted(peer Peer, lane batch.Lane) bool {
+	if !m.initialized() {
+		return false
+	}
+	v, ok := m.inbound.Load(peerKey{peer.SystemID, peer.Incarnation})
+	if !ok || int(lane) >= len(v.(*inboundPeer).lanes) {
+		return false
+	}
+	return v.(*inboundPeer).lanes[lane].state.Wanted()
+}
+
 // quarantined reports whether the node gave up on the peer incarnation.
 func (m *Manager) quarantined(p Peer) bool {
 	v, ok := m.inbound.Load(peerKey{p.SystemID, p.Incarnation})

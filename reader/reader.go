@@ -90,12 +90,27 @@ type LaneState struct {
 	shown  atomic.Uint64 // last as of the end of the latest batch, for Last
 	owner  uint64        // generation of the stream allowed to deliver
 	closed bool          // Close was called: nothing is delivered again
+	wanted atomic.Int32  // Claims and Closes waiting for the batch in progress
 }
+
+// lock takes mu for Claim or Close, counted in wanted while it waits, so
+// that a handler holding a batch back can see that it should let go.
+func (s *LaneState) lock() {
+	s.wanted.Add(1)
+	s.mu.Lock()
+	s.wanted.Add(-1)
+}
+
+// Wanted reports whether a Claim or a Close waits for the batch in
+// progress: a new stream of the peer, a peer given up on or blocked, a node
+// closing. A handler that holds a delivery back (waiting for room
+// downstream) should return promptly once it reports true.
+func (s *LaneState) Wanted() bool { return s.wanted.Load() > 0 }
 
 // Claim makes a new stream the lane's only deliverer and returns its
 // generation, for Receive.Generation. It waits for a batch in progress.
 func (s *LaneState) Claim() uint64 {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	s.owner++
 	return s.owner
@@ -111,7 +126,7 @@ func (s *LaneState) Last() uint64 { return s.shown.Load() }
 // ErrQuarantined at its next batch. It returns the last position delivered,
 // final from now on.
 func (s *LaneState) Close() (last uint64) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	s.owner++
