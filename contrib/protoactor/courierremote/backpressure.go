@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/courier-go/courier/batch"
 	"github.com/courier-go/courier/manager"
 )
 
@@ -73,12 +74,17 @@ const (
 
 // awaitRoom returns when p's mailbox holds fewer than the limit's user
 // messages: at once in the common case, otherwise once the actor has taken
-// a quarter of the limit, or has died, or the remote is stopping. It runs
-// on courier's reader of peer's user lane, which it holds back meanwhile.
+// a quarter of the limit, or has died, or the remote is stopping, or
+// courier wants the lane back (the peer blocked, restarted or lost, or a
+// new stream of it), since courier cannot close the lane or tell watchers
+// that the peer is gone while a delivery waits. Then the rest of the batch
+// is delivered without waiting: a mailbox may go past the limit by at most
+// a frame's envelopes. It runs on courier's reader of peer's user lane,
+// which it holds back meanwhile.
 func (r *Remote) awaitRoom(peer manager.Peer, p *actor.ActorProcess, id string) {
 	mb := mailboxOf(p)
 	n := mb.UserMessageCount()
-	if n < r.mailboxLimit {
+	if n < r.mailboxLimit || r.letGo(peer) {
 		return
 	}
 	pid := r.localPID(id, 0)
@@ -86,11 +92,16 @@ func (r *Remote) awaitRoom(peer manager.Peer, p *actor.ActorProcess, id string) 
 	es := r.system.EventStream
 	es.Publish(&MailboxFullEvent{Address: peer.Address, PID: pid, Waiting: true, Messages: n})
 	resume := r.mailboxLimit - r.mailboxLimit/4
-	for wait := minWait; n >= resume && alive(p) && !r.stopped.Load(); wait = min(2*wait, maxWait) {
+	for wait := minWait; n >= resume && alive(p) && !r.letGo(peer); wait = min(2*wait, maxWait) {
 		time.Sleep(wait)
 		n = mb.UserMessageCount()
 	}
 	es.Publish(&MailboxFullEvent{Address: peer.Address, PID: pid, Waiting: false, Messages: n})
+}
+
+// letGo reports whether a delivery from peer must not wait any longer.
+func (r *Remote) letGo(peer manager.Peer) bool {
+	return r.stopped.Load() || r.m.LaneWanted(peer, batch.LaneUser)
 }
 
 // MailboxWaits returns how many times deliveries from a peer waited for a

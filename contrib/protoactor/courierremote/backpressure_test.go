@@ -1,6 +1,7 @@
 package courierremote
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -110,6 +111,93 @@ func TestMailboxWaitEndsWhenTheActorStops(t *testing.T) {
 	a.system.Root.Send(b.remotePID("other"), wrapperspb.String("after"))
 	if m, ok := other.next(t, 10*time.Second).(*wrapperspb.StringValue); !ok || m.Value != "after" {
 		t.Fatalf("got %v, want the message sent after the flood", m)
+	}
+	s.release()
+}
+
+// waitingFull floods b's gated sink from a until deliveries from a wait for
+// its mailbox of limit messages.
+func waitingFull(t *testing.T, a, b *node) (*sink, *actor.PID, *events[*MailboxFullEvent]) {
+	t.Helper()
+	full := record[*MailboxFullEvent](t, b)
+	s, pid := b.spawnSink("sink", 0, true, 0)
+	flood(a, b.remotePID("sink"), 500)
+	full.wait(t, "a full mailbox", 10*time.Second, func(e *MailboxFullEvent) bool { return e.Waiting })
+	return s, pid, full
+}
+
+// Blocking the peer closes its lanes, which waits for the batch in
+// progress: a delivery waiting for room lets go, and Block returns.
+func TestMailboxWaitLetsGoOfABlockedPeer(t *testing.T) {
+	a := startNode(t, nil)
+	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(16)))
+	_, _, full := waitingFull(t, a, b)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.r.Block(a.system.ID)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Block still waits for the delivery held back by the full mailbox")
+	}
+	full.wait(t, "the end of the wait", 5*time.Second, func(e *MailboxFullEvent) bool { return !e.Waiting })
+}
+
+// A peer that goes away while a delivery from it waits: its watchers on
+// the node are told AddressTerminated while the actor is still full.
+func TestMailboxWaitLetsGoOfAPeerThatStops(t *testing.T) {
+	a := startNode(t, nil)
+	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(16)))
+	a.spawn("x", idle)
+	watcher, box := b.spawnWatcher("watcher")
+	x := a.remotePID("x")
+	b.watch(watcher, actor.NewPID(x.Address, x.Id))
+	s, _, full := waitingFull(t, a, b)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = a.r.Shutdown(ctx) // its flush cannot finish: b holds it back
+	box.expectTerminated(t, x, actor.TerminatedReason_AddressTerminated)
+	// b gives up on a, which closes a's lanes: the delivery lets go.
+	full.wait(t, "the end of the wait", 10*time.Second, func(e *MailboxFullEvent) bool { return !e.Waiting })
+	if s.delivered.Load() != 0 {
+		t.Fatal("the sink took messages before its gate opened")
+	}
+}
+
+// A message for an actor that was told to stop is a dead letter, not a
+// message dropped with its mailbox; and a full mailbox of a stopped actor
+// no longer makes deliveries wait.
+func TestMessagesToAStoppedActorAreDeadLetters(t *testing.T) {
+	const limit, n = 16, 100
+	a := startNode(t, nil)
+	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(limit)))
+	dead := record[*DeadLetterEvent](t, b)
+	s, sinkPID, _ := waitingFull(t, a, b)
+	mb := mailboxOf(b.actorProcess("sink"))
+	eventually(t, "the first message at the gate", 5*time.Second, func() bool { return mb.UserMessageCount() == limit-1 })
+	waits := b.r.MailboxWaits()
+
+	// Held at its gate, the actor cannot stop yet, but it is dead to the
+	// registry: the rest of the flood, and what follows, is dead letters.
+	b.system.Root.Stop(sinkPID)
+	flood(a, b.remotePID("sink"), n)
+	eventually(t, "the flood's rest dead-lettered", 10*time.Second, func() bool { return len(dead.all()) >= 500-limit+n })
+	for _, d := range dead.all() {
+		if d.Reason != ReasonNoSuchProcess || d.PID.GetId() != "sink" {
+			t.Fatalf("dead letter %+v, want %q for sink", d, ReasonNoSuchProcess)
+		}
+	}
+	if got := len(dead.all()); got != 500-limit+n {
+		t.Fatalf("%d dead letters, want %d", got, 500-limit+n)
+	}
+	if got := mb.UserMessageCount(); got != limit-1 {
+		t.Fatalf("the stopped actor's mailbox holds %d, want the %d from before the stop", got, limit-1)
+	}
+	if w := b.r.MailboxWaits(); w != waits {
+		t.Fatalf("%d more waits for a stopped actor", w-waits)
 	}
 	s.release()
 }

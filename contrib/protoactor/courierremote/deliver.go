@@ -41,8 +41,19 @@ func (r *Remote) deliverUser(peer manager.Peer, env *manager.Envelope) {
 	var target *actor.PID
 	if p, isActor := ref.(*actor.ActorProcess); !isActor {
 		target = r.localPID(env.Target, uint32(env.RequestID))
-	} else if r.mailboxLimit > 0 {
-		r.awaitRoom(peer, p, env.Target)
+	} else {
+		if r.mailboxLimit > 0 && alive(p) {
+			r.awaitRoom(peer, p, env.Target)
+		}
+		// Stopped, or told to stop (protoactor-go marks an actor dead
+		// then, and takes it out of the registry once it has stopped):
+		// what its mailbox gets now is at best handled while its children
+		// stop, and otherwise dropped with the mailbox without a word, so
+		// it is a dead letter instead.
+		if deadFlag != noDeadFlag && !alive(p) {
+			r.undelivered(r.localPID(env.Target, uint32(env.RequestID)), msg, sender, ReasonNoSuchProcess, ErrNoSuchProcess)
+			return
+		}
 	}
 	if sender == nil && len(env.Header) == 0 {
 		ref.SendUserMessage(target, msg)

@@ -28,7 +28,12 @@
 // an actor's mailbox holds Config.MailboxLimit user messages, the delivery
 // waits for it to drain, and with it that peer's user lane, so that a
 // flood into a slow actor is held back by courier's flow control instead
-// of growing the receiving node's heap.
+// of growing the receiving node's heap. The wait ends early when the actor
+// dies, the Remote stops, or courier wants the lane back
+// (manager.Manager.LaneWanted: the peer blocked, restarted or lost), so
+// that blocking a peer and telling watchers it is gone never wait for a
+// slow actor. A message for an actor that has been told to stop is a dead
+// letter (no such process), not a message dropped with its mailbox.
 //
 // Every message that cannot be delivered ends as a dead letter of the actor
 // system (an actor.DeadLetterEvent, through the system's DeadLetter process,
@@ -42,6 +47,11 @@
 //
 // A Remote is safe for concurrent use. Sends run on the sending actors'
 // goroutines; deliveries run on courier's reader goroutines, one per lane
-// per peer, so messages of one lane from one node arrive in order. Events
-// are published from one goroutine, in order.
+// per peer, so messages of one lane from one node arrive in order.
+// Courier's events (EndpointEvent, EndpointThrottledEvent and protoactor-go's
+// endpoint events) are published from one goroutine, in order. What a
+// delivery publishes (MailboxFullEvent, and the DeadLetterEvent of an
+// inbound message) is published on the reader goroutine of its lane,
+// which holds the lane meanwhile: a subscriber to those must not call
+// Block or Shutdown before it returns, since both wait for the lane.
 package courierremote

@@ -103,11 +103,19 @@ func ExampleWithMailboxLimit() {
 	for i := range 100 {
 		sysA.Root.Send(slow, wrapperspb.Int64(int64(i)))
 	}
-	f := <-full
-	fmt.Printf("%s's mailbox holds %d: deliveries from node a wait\n", f.PID.Id, f.Messages)
+	select {
+	case f := <-full:
+		fmt.Printf("%s's mailbox holds %d: deliveries from node a wait\n", f.PID.Id, f.Messages)
+	case <-ctx.Done():
+		fmt.Println("no wait:", ctx.Err())
+	}
 	close(gate)
-	<-done
-	fmt.Println("slow took", took, "messages")
+	select {
+	case <-done:
+		fmt.Println("slow took", took, "messages")
+	case <-ctx.Done():
+		fmt.Println("not all delivered:", ctx.Err())
+	}
 	// Output:
 	// slow's mailbox holds 16: deliveries from node a wait
 	// slow took 100 messages
