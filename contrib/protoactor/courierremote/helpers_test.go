@@ -254,6 +254,7 @@ func (b *inbox) expectTerminated(t *testing.T, who *actor.PID, why actor.Termina
 // peer's user lane and the sender's user queue fills.
 type sink struct {
 	delivered atomic.Int64
+	taken     atomic.Int64 // messages taken from the mailbox, at the gate or past it
 	gate      chan struct{}
 	openOnce  sync.Once
 	slow      atomic.Int64 // nanoseconds per message
@@ -280,6 +281,7 @@ func (n *node) spawnSink(name string, mailbox int, gated bool, per time.Duration
 		if !ok {
 			return
 		}
+		s.taken.Add(1)
 		<-s.gate
 		if d := s.slow.Load(); d > 0 {
 			time.Sleep(time.Duration(d))

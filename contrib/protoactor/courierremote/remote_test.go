@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -176,9 +178,13 @@ const childEnv = "COURIERREMOTE_TEST_CHILD"
 
 // runChild is the child process's node: an echo actor, its address on
 // stdout, until stdin closes.
+// childPortEnv, if set, is the port the child node listens on.
+const childPortEnv = "COURIERREMOTE_TEST_CHILD_PORT"
+
 func runChild() {
 	system := quietSystem()
-	r, err := Start(context.Background(), system, Configure("127.0.0.1", 0))
+	port, _ := strconv.Atoi(os.Getenv(childPortEnv))
+	r, err := Start(context.Background(), system, Configure("127.0.0.1", port))
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
@@ -196,30 +202,74 @@ func runChild() {
 	os.Exit(0)
 }
 
-func TestNodeInAChildProcess(t *testing.T) {
+// child is a node in a child process: this test binary, run as runChild.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+}
+
+// startChild starts a child node listening on port (0: any) and returns
+// once it listens, with an echo actor. The test stops it at its end if it
+// has not.
+func startChild(t *testing.T, port int) *child {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	c := &child{cmd: exec.Command(exe, "-test.run=^$")}
+	c.cmd.Env = append(os.Environ(), childEnv+"=1", childPortEnv+"="+strconv.Itoa(port))
+	c.stdin, _ = c.cmd.StdinPipe()
+	stdout, _ := c.cmd.StdoutPipe()
+	c.cmd.Stderr = os.Stderr
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("child: %v", err)
+	t.Cleanup(func() {
+		if c.cmd.ProcessState == nil {
+			c.stop(t)
 		}
-	}()
+	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "ADDR ") {
 		t.Fatalf("child said %q, %v", line, err)
 	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	c.addr = strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	return c
+}
+
+// stop asks the child to shut down and waits for it.
+func (c *child) stop(t *testing.T) {
+	t.Helper()
+	c.stdin.Close()
+	if err := c.cmd.Wait(); err != nil {
+		t.Errorf("child: %v", err)
+	}
+}
+
+// kill ends the child at once, without a word to its peers.
+func (c *child) kill(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.cmd.Wait()
+}
+
+// port returns the port the child listens on.
+func (c *child) port(t *testing.T) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func TestNodeInAChildProcess(t *testing.T) {
+	addr := startChild(t, 0).addr
 	a := startNode(t, nil)
 	res, err := a.system.Root.RequestFuture(actor.NewPID(addr, "echo"), wrapperspb.String("child"), 10*time.Second).Result()
 	if err != nil {

@@ -2,10 +2,12 @@ package courierremote
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/courier-go/courier/manager"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -218,4 +220,65 @@ func TestWatchAcrossNarrowRegistries(t *testing.T) {
 	ghost := b.remotePID("ghost")
 	a.watch(watcher, actor.NewPID(ghost.Address, ghost.Id))
 	box.expectTerminated(t, ghost, actor.TerminatedReason_NotFound)
+}
+
+// watchChild makes a's watcher watch the child's echo, once the child has
+// answered a request, and returns the echo's PID.
+func watchChild(t *testing.T, a *node, watcher *actor.PID, c *child) *actor.PID {
+	t.Helper()
+	pid := actor.NewPID(c.addr, "echo")
+	if got := requestString(t, a, pid, "hi"); !strings.HasPrefix(got, "HI") {
+		t.Fatalf("the child answered %q", got)
+	}
+	a.watch(watcher, pid)
+	eventually(t, "the watch on record", 5*time.Second, func() bool { return a.r.Manager().Watches(c.addr) == 1 })
+	return pid
+}
+
+// expectOnlyOne checks that box's Terminated so far was the only one: the
+// Terminated of a watch made now, on another node, is the next message.
+func expectOnlyOne(t *testing.T, a *node, watcher *actor.PID, box *inbox) {
+	t.Helper()
+	c := startNode(t, nil)
+	c.spawn("y", idle)
+	y := c.remotePID("y")
+	a.watch(watcher, actor.NewPID(y.Address, y.Id))
+	stopAndExpect(t, a, box, y)
+}
+
+// A node that dies without a word: its watchers are told AddressTerminated
+// once courier gives up on it, and once only.
+func TestAddressTerminatedWhenTheNodeDies(t *testing.T) {
+	c := startChild(t, 0)
+	a := startNode(t, nil, fastGiveUp)
+	watcher, box := a.spawnWatcher("watcher")
+	pid := watchChild(t, a, watcher, c)
+	c.kill(t)
+	box.expectTerminated(t, pid, actor.TerminatedReason_AddressTerminated)
+	if n := a.r.Manager().Watches(c.addr); n != 0 {
+		t.Fatalf("%d watches on record for the dead node, want 0", n)
+	}
+	expectOnlyOne(t, a, watcher, box)
+}
+
+// A node that dies and comes back on its address as a new incarnation: the
+// watchers of the old one are told AddressTerminated, once, and the new
+// one serves.
+func TestAddressTerminatedWhenThePeerRestarts(t *testing.T) {
+	c := startChild(t, 0)
+	a := startNode(t, nil)
+	restarts := record[*EndpointEvent](t, a)
+	watcher, box := a.spawnWatcher("watcher")
+	pid := watchChild(t, a, watcher, c)
+	port := c.port(t)
+	c.kill(t)
+	again := startChild(t, port)
+	box.expectTerminated(t, pid, actor.TerminatedReason_AddressTerminated)
+	restarts.wait(t, "the endpoint meeting the new incarnation", 10*time.Second, func(e *EndpointEvent) bool {
+		return e.Type == manager.EventPeerRestarted
+	})
+	if got := requestString(t, a, actor.NewPID(again.addr, "echo"), "again"); !strings.HasPrefix(got, "AGAIN") {
+		t.Fatalf("the restarted node answered %q", got)
+	}
+	expectOnlyOne(t, a, watcher, box)
 }
