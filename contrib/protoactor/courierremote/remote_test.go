@@ -97,9 +97,18 @@ func TestRequestCarriesSenderAndHeaders(t *testing.T) {
 	if got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	// Request sets the sender as well.
-	a.system.Root.Send(client, wrapperspb.Bytes(nil))
-	_ = replies.next(t, 5*time.Second)
+	// Headers travel without a sender too.
+	seen := newInbox()
+	b.spawn("headers", func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*wrapperspb.StringValue); ok {
+			seen.ch <- fmt.Sprintf("%s trace=%s sender=%v", m.Value, ctx.MessageHeader().Get("trace"), ctx.Sender())
+		}
+	})
+	a.system.Root.Send(actor.NewPID(b.r.Address(), "headers"),
+		&actor.MessageEnvelope{Header: map[string]string{"trace": "t-18"}, Message: wrapperspb.String("alone")})
+	if got, want := seen.next(t, 5*time.Second), "alone trace=t-18 sender=<nil>"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
 }
 
 func TestRequestWithoutFutureIsAnsweredToTheSender(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/courier-go/courier/manager"
+	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/serial"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -225,5 +227,46 @@ func TestUnserializableAtTheSender(t *testing.T) {
 	res, err := n.system.Root.RequestFuture(target(), wrapperspb.Int64(1), 10*time.Second).Result()
 	if err != nil || res.(*wrapperspb.Int64Value).GetValue() != 2 {
 		t.Fatalf("request of a registered type: %v %v, want 2", res, err)
+	}
+}
+
+// Messages with vtprotobuf's methods are decoded by them, their bytes
+// aliasing chunks shared with their neighbours (decodeUser): every message
+// a receiver keeps must stay as it was sent, whatever came after it, small
+// ones carved from chunks and large ones alone.
+func TestKeptMessagesStayIntact(t *testing.T) {
+	const n = 5000
+	a, b := startNode(t, nil), startNode(t, nil)
+	var kept []*courierv1.Envelope
+	all := make(chan struct{})
+	b.spawn("keeper", func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*courierv1.Envelope); ok {
+			if kept = append(kept, m); len(kept) == n {
+				close(all)
+			}
+		}
+	})
+	size := func(i int) int { return 1 + i*37%(3*arenaMax) } // up to past arenaMax
+	fill := func(i int) []byte { return bytes.Repeat([]byte{byte(i), byte(i >> 8)}, size(i))[:size(i)] }
+	keeper := b.remotePID("keeper")
+	for i := range n {
+		a.system.Root.Send(keeper, &courierv1.Envelope{RequestId: uint64(i), Payload: fill(i),
+			Header: []*courierv1.Header{{Key: uint32(i), Value: fill(n - i)}}})
+	}
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		t.Fatal("not all messages arrived")
+	}
+	runtime.GC()
+	for j, m := range kept {
+		i := int(m.GetRequestId())
+		if i != j {
+			t.Fatalf("message %d arrived as %d", i, j)
+		}
+		if !bytes.Equal(m.GetPayload(), fill(i)) || len(m.GetHeader()) != 1 ||
+			m.GetHeader()[0].GetKey() != uint32(i) || !bytes.Equal(m.GetHeader()[0].GetValue(), fill(n-i)) {
+			t.Fatalf("message %d changed after it arrived (payload of %d bytes, %d header entries)", i, len(m.GetPayload()), len(m.GetHeader()))
+		}
 	}
 }
