@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 	"github.com/courier-go/courier/manager"
 	courierv1 "github.com/courier-go/courier/proto/courier/v1"
 	"github.com/courier-go/courier/serial"
@@ -267,6 +268,44 @@ func TestKeptMessagesStayIntact(t *testing.T) {
 		if !bytes.Equal(m.GetPayload(), fill(i)) || len(m.GetHeader()) != 1 ||
 			m.GetHeader()[0].GetKey() != uint32(i) || !bytes.Equal(m.GetHeader()[0].GetValue(), fill(n-i)) {
 			t.Fatalf("message %d changed after it arrived (payload of %d bytes, %d header entries)", i, len(m.GetPayload()), len(m.GetHeader()))
+		}
+	}
+}
+
+// The registry numbers and names as protoactor-go's remote does: what one
+// serializes with protobuf (id 0), the other decodes under the same id and
+// type name, both ways. (protoactor-go's JSON serializer, id 1 there as
+// here, is gogo's jsonpb, which names today's generated messages "": it
+// cannot be checked against, and the adapter's JSON is protojson.)
+func TestSerializersMatchProtoactorGo(t *testing.T) {
+	reg, err := serial.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []proto.Message{
+		&courierv1.Envelope{RequestId: 7, Payload: []byte("payload"), Header: []*courierv1.Header{{Key: 3, Value: []byte("v")}}},
+		wrapperspb.String("hello"),
+	}
+	const id = serial.ProtobufID
+	for _, msg := range msgs {
+		theirs, theirName, err := remote.Serialize(msg, int32(id))
+		if err != nil {
+			t.Fatalf("protoactor-go's Serialize(%T, %d): %v", msg, id, err)
+		}
+		ours, ourName, err := reg.Marshal(msg, id)
+		if err != nil {
+			t.Fatalf("Marshal(%T, %d): %v", msg, id, err)
+		}
+		if ourName != theirName {
+			t.Fatalf("serializer %d names %T %q, protoactor-go %q", id, msg, ourName, theirName)
+		}
+		got, err := reg.Unmarshal(theirName, id, theirs)
+		if err != nil || !proto.Equal(got, msg) {
+			t.Fatalf("serializer %d: protoactor-go's %T decoded as %v, %v", id, msg, got, err)
+		}
+		back, err := remote.Deserialize(ours, ourName, int32(id))
+		if m, ok := back.(proto.Message); err != nil || !ok || !proto.Equal(m, msg) {
+			t.Fatalf("serializer %d: our %T decoded by protoactor-go as %v, %v", id, msg, back, err)
 		}
 	}
 }
