@@ -275,3 +275,33 @@ func TestMessageToAMissingRemoteProcess(t *testing.T) {
 		t.Fatalf("RequestFuture to a missing process: %v, want actor.ErrDeadLetter", err)
 	}
 }
+
+// A message the receiving node's frame limit refuses, though the sender's
+// own would take it: courier learns the peer's limit at the handshake, and
+// the message is a dead letter "too large" at the sender, not a broken
+// stream; both nodes go on serving.
+func TestOversizedForTheReceiver(t *testing.T) {
+	a := startNode(t, nil)
+	b := startNode(t, nil, manager.WithMaxFrameBytes(64<<10))
+	b.spawn("echo", echo)
+	target := b.remotePID("echo")
+	if got := requestString(t, a, target, "hello"); !strings.HasPrefix(got, "HELLO") {
+		t.Fatalf("first request answered %q", got)
+	}
+	big := wrapperspb.Bytes(make([]byte, 100<<10))
+	ours := record[*DeadLetterEvent](t, a)
+	if err := a.r.Send(target, big); err != nil && !errors.Is(err, manager.ErrTooLarge) {
+		t.Fatalf("Remote.Send of %d bytes: %v, want nil or manager.ErrTooLarge", len(big.Value), err)
+	} else if err == nil {
+		dl := ours.wait(t, "too-large dead letter", 5*time.Second, func(*DeadLetterEvent) bool { return true })
+		if dl.Reason != manager.ReasonTooLarge.String() {
+			t.Fatalf("dead letter %q, want %q", dl.Reason, manager.ReasonTooLarge)
+		}
+	}
+	if _, err := a.system.Root.RequestFuture(target, big, 20*time.Second).Result(); !errors.Is(err, actor.ErrDeadLetter) {
+		t.Fatalf("RequestFuture of a message too large for the receiver: %v, want actor.ErrDeadLetter", err)
+	}
+	if got := requestString(t, a, target, "small"); !strings.HasPrefix(got, "SMALL") {
+		t.Fatalf("small request after answered %q", got)
+	}
+}

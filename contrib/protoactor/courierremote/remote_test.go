@@ -308,3 +308,40 @@ func TestUserQueueDefault(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown flushes only as long as its context lets it: against a peer that
+// takes nothing (a gated actor at its mailbox limit), it returns once the
+// context ends, and what it could not flush is dead letters, reason
+// shutdown, and fails the futures waiting on it at once.
+func TestShutdownEndsWithItsContext(t *testing.T) {
+	const n = 3000
+	a := startNode(t, nil)
+	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(16)))
+	_, sinkPID := b.spawnSink("sink", 0, true, 0)
+	sink := actor.NewPID(b.r.Address(), sinkPID.Id)
+	b.spawn("echo", echo)
+	flood(a, sink, n)
+	pending := a.system.Root.RequestFuture(b.remotePID("echo"), wrapperspb.String("late"), time.Minute)
+	dead := record[*DeadLetterEvent](t, a)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := a.r.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Shutdown took %v with a context of 300ms", took)
+	}
+	if len(dead.all()) == 0 {
+		t.Fatal("no dead letters for what Shutdown could not flush")
+	}
+	for _, d := range dead.all() {
+		if d.Reason != manager.ReasonShutdown.String() {
+			t.Fatalf("dead letter %q for %v, want %q", d.Reason, d.PID, manager.ReasonShutdown)
+		}
+	}
+	if _, err := pending.Result(); !errors.Is(err, actor.ErrDeadLetter) {
+		t.Fatalf("a request queued behind the flood: %v, want actor.ErrDeadLetter", err)
+	}
+}

@@ -87,6 +87,27 @@ func TestRemoteSpawnAndDiagnostics(t *testing.T) {
 	if _, err := a.r.ProcessDiagnostics(ctx, b.remotePID("nobody")); !errors.Is(err, manager.ErrProcessNotFound) {
 		t.Fatalf("ProcessDiagnostics(nobody): %v, want manager.ErrProcessNotFound", err)
 	}
+
+	// Both come from the process registry: an actor b spawned itself is
+	// listed (of no kind) and diagnosed, and gone once it has stopped.
+	local := b.spawn("local-one", idle)
+	listed := func() bool {
+		procs, err := a.r.ListProcesses(ctx, b.r.Address(), "local-one")
+		return err == nil && slices.ContainsFunc(procs, func(p ProcessInfo) bool { return p.PID.GetId() == "local-one" && p.Kind == "" })
+	}
+	if !listed() {
+		t.Fatal("ListProcesses does not list an actor the node spawned itself")
+	}
+	if diag, err := a.r.ProcessDiagnostics(ctx, b.remotePID("local-one")); err != nil || !strings.Contains(diag, "id: local-one") {
+		t.Fatalf("ProcessDiagnostics(local-one) = %q, %v", diag, err)
+	}
+	if err := b.system.Root.StopFuture(local).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the stopped actor unlisted", 5*time.Second, func() bool { return !listed() })
+	if _, err := a.r.ProcessDiagnostics(ctx, b.remotePID("local-one")); !errors.Is(err, manager.ErrProcessNotFound) {
+		t.Fatalf("ProcessDiagnostics of a stopped actor: %v, want manager.ErrProcessNotFound", err)
+	}
 }
 
 func TestRemoteSpawnTimeout(t *testing.T) {

@@ -114,13 +114,18 @@ func TestTerminatedComesAfterTheUserMessagesSentBeforeIt(t *testing.T) {
 	box.expectTerminated(t, producer, actor.TerminatedReason_Stopped)
 }
 
-func TestTerminatedOvertakesAThrottledUserLane(t *testing.T) {
+// Watch, Unwatch and Stop, on the system lane, overtake a user lane whose
+// queue is full behind a slow actor; the Terminated comes back on b's own
+// system lane (b's user lane to a is idle here; courier's barrier keeps a
+// Terminated behind the user messages its node sent before it).
+func TestSystemMessagesOvertakeAThrottledUserLane(t *testing.T) {
 	a, b := startNode(t, nil), startNode(t, nil)
 	// A slow receiver behind a small mailbox: once the mailbox is full,
 	// courier's delivery of a's user lane on b waits for it, and a's user
 	// queue to b fills.
 	slow, _ := b.spawnSink("slow", 64, false, 2*time.Millisecond)
 	b.spawn("x", idle)
+	b.spawn("x2", idle)
 	watcher, box := a.spawnWatcher("watcher")
 
 	const n = 3000
@@ -128,7 +133,12 @@ func TestTerminatedOvertakesAThrottledUserLane(t *testing.T) {
 	for i := range n {
 		a.system.Root.Send(sink, wrapperspb.Int64(int64(i)))
 	}
-	x := b.remotePID("x")
+	// An Unwatch overtakes too: x2's stop, once unwatched, tells nobody,
+	// so the next message is x's Terminated.
+	x, x2 := b.remotePID("x"), b.remotePID("x2")
+	a.watch(watcher, actor.NewPID(x2.Address, x2.Id))
+	a.unwatch(watcher, actor.NewPID(x2.Address, x2.Id))
+	a.system.Root.Stop(actor.NewPID(x2.Address, x2.Id))
 	a.watch(watcher, actor.NewPID(x.Address, x.Id))
 	stopAndExpect(t, a, box, x)
 	delivered := slow.delivered.Load()
