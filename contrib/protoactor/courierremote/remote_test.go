@@ -345,3 +345,53 @@ func TestShutdownEndsWithItsContext(t *testing.T) {
 		t.Fatalf("a request queued behind the flood: %v, want actor.ErrDeadLetter", err)
 	}
 }
+
+// A sender on a third node travels with its address: a asks c's echo with
+// b's actor as the sender, and the answer goes to b.
+func TestSenderOnAThirdNode(t *testing.T) {
+	a, b, c := startNode(t, nil), startNode(t, nil), startNode(t, nil)
+	c.spawn("echo", echo)
+	answers := newInbox()
+	b.spawn("collector", answers.receive)
+	collector := b.remotePID("collector")
+	a.system.Root.Send(c.remotePID("echo"), &actor.MessageEnvelope{
+		Message: wrapperspb.String("relay"), Sender: actor.NewPID(collector.Address, collector.Id)})
+	m, ok := answers.next(t, 5*time.Second).(*wrapperspb.StringValue)
+	if want := "RELAY from=collector@" + b.r.Address(); !ok || m.GetValue() != want {
+		t.Fatalf("b's collector got %v, want %q", m, want)
+	}
+}
+
+// An actor spawned before the remote started has a PID on "nonhost"; once
+// the remote runs, its requests carry the node's address, and the answers
+// find it.
+func TestSenderSpawnedBeforeStart(t *testing.T) {
+	b := startNode(t, nil)
+	b.spawn("echo", echo)
+	system := quietSystem()
+	answers := newInbox()
+	asker, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *wrapperspb.BytesValue:
+			ctx.Request(actor.NewPID(b.r.Address(), "echo"), wrapperspb.String(string(m.Value)))
+		case *wrapperspb.StringValue:
+			answers.ch <- m.Value
+		}
+	}), "early")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asker.Address != "nonhost" {
+		t.Fatalf("an actor spawned before Start is on %q, want nonhost", asker.Address)
+	}
+	r, err := Start(context.Background(), system, Configure("127.0.0.1", 0), fastGiveUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &node{t: t, system: system, r: r}
+	t.Cleanup(a.stop)
+	system.Root.Send(asker, wrapperspb.Bytes([]byte("early")))
+	if got, want := answers.next(t, 5*time.Second), "EARLY from=early@"+r.Address(); got != want {
+		t.Fatalf("got %v, want %q", got, want)
+	}
+}
