@@ -95,7 +95,9 @@ type Peer = reader.Peer
 // arrive in order, from one goroutine at a time. env and everything it
 // refers to are valid until Deliver returns; use env.Clone to keep them.
 // A slow Deliver on the user lane holds back that peer's user lane, never
-// its system lane.
+// its system lane; one that waits on purpose (for room downstream) should
+// return once Manager.LaneWanted reports true, since the node cannot block
+// the peer, give up on it, or hand the lane to a new stream before it does.
 type Handler interface {
 	Deliver(peer Peer, env *Envelope)
 }
