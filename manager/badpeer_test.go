@@ -255,14 +255,7 @@ func TestDialerSurfacesRefusal(t *testing.T) {
 			dead := make(chan DeadLetter, 10)
 			a := newNode(t, newCollector(), WithDeadLetterHandler(func(d DeadLetter) { dead <- d }))
 			log := watch(a)
-			// A refusal quick enough to end the endpoint before the
-			// envelope is queued makes Send refuse it instead: one of an
-			// envelope's ends, with no dead letter then.
-			err := a.Send(context.Background(), addr, &Envelope{Target: "t"})
-			queued := err == nil
-			if err != nil && !errors.Is(err, ErrEndpointTerminated) {
-				t.Fatal(err)
-			}
+			queued := sendToRefuser(t, a, addr)
 			ep := endpointOf(t, a, addr)
 			ev := log.waitFor(t, "peer refused", 5*time.Second, func(e Event) bool { return e.Type == EventPeerRefused })
 			if !errors.Is(ev.Err, c.err) {

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -183,6 +184,21 @@ func quiet(t *testing.T, m *Manager, address string) EndpointStats {
 	})
 	settled = true
 	return s
+}
+
+// sendToRefuser sends an envelope to address, a peer that refuses m at the
+// handshake, and reports whether it was queued. The Send makes the
+// endpoint, which dials at once: a refusal quick enough to end it before
+// the envelope is queued makes Send refuse the envelope instead
+// (ErrEndpointTerminated), one of an envelope's ends, with no dead letter
+// then.
+func sendToRefuser(t *testing.T, m *Manager, address string) (queued bool) {
+	t.Helper()
+	err := m.Send(context.Background(), address, &Envelope{Target: "t"})
+	if err != nil && !errors.Is(err, ErrEndpointTerminated) {
+		t.Fatalf("Send to a refusing peer: %v", err)
+	}
+	return err == nil
 }
 
 // endpointOf returns m's endpoint for address.

@@ -124,9 +124,7 @@ func TestTLS(t *testing.T) {
 			}
 		})
 		defer unsub()
-		if err := c.Send(context.Background(), server.Addr(), &Envelope{Target: "x"}); err != nil {
-			t.Fatal(err)
-		}
+		sendToRefuser(t, c, server.Addr())
 		select {
 		case err := <-ended:
 			if err == nil || !check(err) {
