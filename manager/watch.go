@@ -190,10 +190,11 @@ func (m *Manager) LaneWanted(peer Peer, lane batch.Lane) bool {
 		return false
 	}
 	v, ok := m.inbound.Load(peerKey{peer.SystemID, peer.Incarnation})
-	if !ok || int(lane) >= len(v.(*inboundPeer).lanes) {
+	if !ok {
 		return false
 	}
-	return v.(*inboundPeer).lanes[lane].state.Wanted()
+	ip := v.(*inboundPeer)
+	return int(lane) < len(ip.lanes) && ip.lanes[lane].state.Wanted()
 }
 
 // quarantined reports whether the node gave up on the peer incarnation.

@@ -40,6 +40,18 @@ func flood(a *node, pid *actor.PID, n int) {
 	}
 }
 
+// waitingFull floods b's sink, an unbounded mailbox held at its gate, with
+// n messages from a, until deliveries from a wait for its full mailbox;
+// it returns the sink, its PID, the MailboxFullEvents and the first.
+func waitingFull(t *testing.T, a, b *node, n int) (*sink, *actor.PID, *events[*MailboxFullEvent], *MailboxFullEvent) {
+	t.Helper()
+	full := record[*MailboxFullEvent](t, b)
+	s, pid := b.spawnSink("sink", 0, true, 0)
+	flood(a, b.remotePID("sink"), n)
+	ev := full.wait(t, "a full mailbox", 10*time.Second, func(e *MailboxFullEvent) bool { return e.Waiting })
+	return s, pid, full, ev
+}
+
 func TestMailboxFieldFound(t *testing.T) {
 	// Without it the limit is off: the tests below would test nothing.
 	if mailboxField == noField || deadFlag == noDeadFlag {
@@ -54,13 +66,9 @@ func TestMailboxLimitHoldsBackThePeer(t *testing.T) {
 	const limit, n = 64, 2000
 	a := startNode(t, nil)
 	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(limit)))
-	full := record[*MailboxFullEvent](t, b)
-	s, _ := b.spawnSink("sink", 0, true, 0) // unbounded mailbox, held at the gate
 	b.spawn("x", idle)
 	watcher, box := a.spawnWatcher("watcher")
-
-	flood(a, b.remotePID("sink"), n)
-	ev := full.wait(t, "a full mailbox", 10*time.Second, func(e *MailboxFullEvent) bool { return e.Waiting })
+	s, _, full, ev := waitingFull(t, a, b, n)
 	if ev.Address != a.r.Address() || ev.PID.GetId() != "sink" || ev.Messages != limit {
 		t.Fatalf("got %+v, want a's deliveries to sink waiting at %d messages", ev, limit)
 	}
@@ -110,13 +118,9 @@ func TestMailboxWaitEndsWhenTheActorStops(t *testing.T) {
 	const limit = 16
 	a := startNode(t, nil)
 	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(limit)))
-	full := record[*MailboxFullEvent](t, b)
-	s, sinkPID := b.spawnSink("sink", 0, true, 0)
 	other := newInbox()
 	b.spawn("other", other.receive)
-
-	flood(a, b.remotePID("sink"), 200)
-	full.wait(t, "a full mailbox", 10*time.Second, func(e *MailboxFullEvent) bool { return e.Waiting })
+	s, sinkPID, full, _ := waitingFull(t, a, b, 200)
 	// Stopped while it holds a message at its gate: the actor is dead to
 	// the registry at once, and the delivery stops waiting for it.
 	b.system.Root.Stop(sinkPID)
@@ -128,23 +132,12 @@ func TestMailboxWaitEndsWhenTheActorStops(t *testing.T) {
 	s.release()
 }
 
-// waitingFull floods b's gated sink from a until deliveries from a wait for
-// its mailbox of limit messages.
-func waitingFull(t *testing.T, a, b *node) (*sink, *actor.PID, *events[*MailboxFullEvent]) {
-	t.Helper()
-	full := record[*MailboxFullEvent](t, b)
-	s, pid := b.spawnSink("sink", 0, true, 0)
-	flood(a, b.remotePID("sink"), 500)
-	full.wait(t, "a full mailbox", 10*time.Second, func(e *MailboxFullEvent) bool { return e.Waiting })
-	return s, pid, full
-}
-
 // Blocking the peer closes its lanes, which waits for the batch in
 // progress: a delivery waiting for room lets go, and Block returns.
 func TestMailboxWaitLetsGoOfABlockedPeer(t *testing.T) {
 	a := startNode(t, nil)
 	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(16)))
-	_, _, full := waitingFull(t, a, b)
+	_, _, full, _ := waitingFull(t, a, b, 500)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -167,7 +160,7 @@ func TestMailboxWaitLetsGoOfAPeerThatStops(t *testing.T) {
 	watcher, box := b.spawnWatcher("watcher")
 	x := a.remotePID("x")
 	b.watch(watcher, actor.NewPID(x.Address, x.Id))
-	s, _, _ := waitingFull(t, a, b)
+	s, _, _, _ := waitingFull(t, a, b, 500)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -182,11 +175,11 @@ func TestMailboxWaitLetsGoOfAPeerThatStops(t *testing.T) {
 // message dropped with its mailbox; and a full mailbox of a stopped actor
 // no longer makes deliveries wait.
 func TestMessagesToAStoppedActorAreDeadLetters(t *testing.T) {
-	const limit, n = 16, 100
+	const limit, first, n = 16, 500, 100
 	a := startNode(t, nil)
 	b := startNode(t, Configure("127.0.0.1", 0, WithMailboxLimit(limit)))
 	dead := record[*DeadLetterEvent](t, b)
-	s, sinkPID, _ := waitingFull(t, a, b)
+	s, sinkPID, _, _ := waitingFull(t, a, b, first)
 	mb := mailboxOf(b.actorProcess("sink"))
 	held := atTheGate(t, s, mb, limit)
 	waits := b.r.MailboxWaits()
@@ -195,7 +188,7 @@ func TestMessagesToAStoppedActorAreDeadLetters(t *testing.T) {
 	// registry: the rest of the flood, and what follows, is dead letters.
 	b.system.Root.Stop(sinkPID)
 	flood(a, b.remotePID("sink"), n)
-	want := 500 - 1 - held + n // all but those taken or in the mailbox at the stop
+	want := first - 1 - held + n // all but those taken or in the mailbox at the stop
 	eventually(t, "the flood's rest dead-lettered", 10*time.Second, func() bool { return len(dead.all()) >= want })
 	for _, d := range dead.all() {
 		if d.Reason != ReasonNoSuchProcess || d.PID.GetId() != "sink" {
